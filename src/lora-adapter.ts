@@ -1,0 +1,107 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { Rng, randomNormal, randomUniform } from './random.js';
+import { checkOneOf, checkPositiveFinite, checkPositiveInt, checkProbability, invalid } from './validate.js';
+
+/** How the down-projection A is initialised (B always starts at zero). */
+export type LoRAInit = 'gaussian' | 'kaiming';
+
+/** Hyper-parameters of one LoRA adapter. */
+export interface LoRAConfig {
+  /** Rank r of the update ΔW = A·B (default 4, as the reference). */
+  rank?: number;
+  /** Scale numerator: s = alpha / r, or alpha / √r with `useRsLora` (default 1, as the reference). */
+  alpha?: number;
+  /** Dropout applied to the adapter's input while training (default 0). */
+  dropout?: number;
+  /** rsLoRA scaling s = alpha / √r, which keeps updates stable at high rank. */
+  useRsLora?: boolean;
+  /** `gaussian`: A ~ N(0, 1)/√r as the reference; `kaiming`: PEFT's kaiming-uniform (a = √5). */
+  init?: LoRAInit;
+  /** Seed for A's initial values and the dropout masks. */
+  seed?: number;
+}
+
+/** A resolved config: every field present and checked. */
+export type ResolvedLoRAConfig = Required<LoRAConfig>;
+
+/**
+ * One adapter's state: the trainable factors and their scale. A is `[in, r]` and B is
+ * `[r, out]` (TensorFlow.js layout: y = x·W + s·(x·A)·B).
+ */
+export interface LoRAAdapter {
+  readonly name: string;
+  readonly config: ResolvedLoRAConfig;
+  readonly scale: number;
+  readonly A: tf.Variable<tf.Rank.R2>;
+  readonly B: tf.Variable<tf.Rank.R2>;
+  /** Draws the seeds of this adapter's dropout masks, so training runs repeat exactly. */
+  readonly rng: Rng;
+}
+
+export const LORA_DEFAULTS: ResolvedLoRAConfig = {
+  rank: 4,
+  alpha: 1,
+  dropout: 0,
+  useRsLora: false,
+  init: 'gaussian',
+  seed: 0,
+};
+
+/** Check a LoRA config against a layer's sizes and fill in the defaults. */
+export function resolveLoRAConfig(
+  where: string,
+  config: LoRAConfig,
+  inFeatures: number,
+  outFeatures: number,
+): ResolvedLoRAConfig {
+  const c = { ...LORA_DEFAULTS, ...stripUndefined(config) };
+  const maxRank = Math.min(inFeatures, outFeatures);
+  checkPositiveInt(where, 'rank', c.rank, maxRank, `min(inFeatures, outFeatures) = ${maxRank}`);
+  checkPositiveFinite(where, 'alpha', c.alpha);
+  checkProbability(where, 'dropout', c.dropout);
+  if (typeof c.useRsLora !== 'boolean') invalid(where, 'useRsLora', c.useRsLora, 'a boolean');
+  checkOneOf(where, 'init', c.init, ['gaussian', 'kaiming'] as const);
+  if (!Number.isInteger(c.seed)) invalid(where, 'seed', c.seed, 'an integer');
+  return c;
+}
+
+/** s = alpha / r, or alpha / √r for rsLoRA. */
+export function loraScale(config: Pick<ResolvedLoRAConfig, 'alpha' | 'rank' | 'useRsLora'>): number {
+  return config.useRsLora ? config.alpha / Math.sqrt(config.rank) : config.alpha / config.rank;
+}
+
+/** Allocate a fresh adapter: A random, B zero, so the layer's output starts unchanged. */
+export function createAdapter(
+  name: string,
+  config: ResolvedLoRAConfig,
+  inFeatures: number,
+  outFeatures: number,
+): LoRAAdapter {
+  const rng = new Rng(config.seed);
+  const r = config.rank;
+  const initialA =
+    config.init === 'gaussian'
+      ? randomNormal<tf.Rank.R2>([inFeatures, r], rng, 1 / Math.sqrt(r))
+      : // PEFT: kaiming_uniform_(a=√5) on lora_A [r, in] → U(-1/√in, 1/√in).
+        randomUniform<tf.Rank.R2>([inFeatures, r], rng, 1 / Math.sqrt(inFeatures));
+  const A = tf.variable(initialA, true);
+  initialA.dispose();
+  const initialB = tf.zeros<tf.Rank.R2>([r, outFeatures]);
+  const B = tf.variable(initialB, true);
+  initialB.dispose();
+  return { name, config, scale: loraScale(config), A, B, rng };
+}
+
+/** Number of values in A and B. */
+export function adapterParameterCount(adapter: LoRAAdapter): number {
+  return adapter.A.size + adapter.B.size;
+}
+
+export function disposeAdapter(adapter: LoRAAdapter): void {
+  adapter.A.dispose();
+  adapter.B.dispose();
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,56 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { expect } from 'vitest';
+
+export type Matrix = number[][];
+
+/** Plain-JS matrix product, independent of TensorFlow.js. */
+export function matmul(a: Matrix, b: Matrix): Matrix {
+  return a.map((row) => b[0].map((_, j) => row.reduce((s, v, k) => s + v * b[k][j], 0)));
+}
+
+export function add(a: Matrix, b: Matrix): Matrix {
+  return a.map((row, i) => row.map((v, j) => v + b[i][j]));
+}
+
+export function scale(a: Matrix, s: number): Matrix {
+  return a.map((row) => row.map((v) => v * s));
+}
+
+export function toMatrix(t: tf.Tensor): Matrix {
+  return t.arraySync() as Matrix;
+}
+
+export function maxAbsDiff(a: Matrix | tf.Tensor, b: Matrix | tf.Tensor): number {
+  const A = a instanceof tf.Tensor ? toMatrix(a) : a;
+  const B = b instanceof tf.Tensor ? toMatrix(b) : b;
+  let m = 0;
+  A.forEach((row, i) => row.forEach((v, j) => (m = Math.max(m, Math.abs(v - B[i][j])))));
+  return m;
+}
+
+/** Max |a − b| / max(|b|, floor): a relative comparison that tolerates exact zeros. */
+export function maxRelDiff(a: tf.Tensor, b: tf.Tensor): number {
+  const x = a.dataSync();
+  const y = b.dataSync();
+  let peak = 0;
+  for (const v of y) peak = Math.max(peak, Math.abs(v));
+  let m = 0;
+  for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i] - y[i]));
+  return m / Math.max(peak, 1e-12);
+}
+
+/** Run `fn` and assert it left no tensor behind. */
+export async function expectNoLeak<T>(fn: () => T | Promise<T>): Promise<T> {
+  const before = tf.memory().numTensors;
+  const out = await fn();
+  expect(tf.memory().numTensors).toBe(before);
+  return out;
+}
+
+/** The value of a scalar computed in `fn`, with every tensor freed. */
+export function scalarOf(fn: () => tf.Tensor): number {
+  const t = tf.tidy(fn);
+  const v = t.dataSync()[0];
+  t.dispose();
+  return v;
+}
