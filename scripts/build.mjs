@@ -3,7 +3,7 @@
 // links the project into its own node_modules so notebooks import it by package name.
 // Runs on `npm install` (postinstall) and `npm run build`.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync, lstatSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -19,6 +19,12 @@ rmSync(join(root, 'dist'), { recursive: true, force: true });
 execFileSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json')], { stdio: 'inherit' });
 // The package is "type": "module" for its scripts and tests; the built library is CommonJS.
 writeFileSync(join(root, 'dist', 'package.json'), '{ "type": "commonjs" }\n');
+
+// plotly.js-dist ships only an 11 MB unminified bundle; notebooks inline plotly.js once
+// (offline, no CDN), so ship a minified copy (~4.9 MB) beside the library.
+const { transformSync } = await import('esbuild');
+const plotly = readFileSync(join(root, 'node_modules', 'plotly.js-dist', 'plotly.js'), 'utf8');
+writeFileSync(join(root, 'dist', 'plotly.min.js'), transformSync(plotly, { minify: true, loader: 'js', legalComments: 'inline' }).code);
 
 const link = join(root, 'node_modules', 'lora-tfjs');
 let current = null;

@@ -44,23 +44,36 @@ export interface LowRankShiftOptions {
   testSamples?: number;
   /** ‖ΔW‖ relative to ‖W‖ on each layer (default 0.5). */
   shiftScale?: number;
+  /** How many shifted tasks to draw on the same base (default 1). */
+  tasks?: number;
   seed?: number;
 }
 
-/** A teacher–student task whose target differs from a known base by a rank-k change. */
+/** One shifted task: the base with W_l + ΔW_l in every layer. */
+export interface ShiftedTask {
+  /** The weight change ΔW_l = U_l·V_l `[in, out]` of each layer, of rank `shiftRank`. */
+  deltas: tf.Tensor2D[];
+  /** Targets on the training inputs. */
+  y: tf.Tensor2D;
+  /** Targets on the held-out inputs. */
+  yTest: tf.Tensor2D;
+}
+
+/** A teacher–student task whose targets differ from a known base by rank-k changes. */
 export interface LowRankShiftTask {
   /** The base teacher (He-initialised MLP). Adapting a copy of it can reach zero loss at rank ≥ k. */
   base: MLP;
-  /** The weight change ΔW_l = U_l·V_l `[in, out]` of each layer, rank `shiftRank`. */
-  deltas: tf.Tensor2D[];
   shiftRank: number;
   x: tf.Tensor2D;
-  /** base(x): the task the base was trained for. */
+  /** base(x): the task the base was made for. */
   yBase: tf.Tensor2D;
-  /** shifted(x), with W_l + ΔW_l in every layer: the new task. */
-  yShifted: tf.Tensor2D;
   xTest: tf.Tensor2D;
   yTestBase: tf.Tensor2D;
+  /** Every shifted task (`tasks` of them), sharing the base and the inputs. */
+  tasks: ShiftedTask[];
+  /** The first task's deltas, targets and held-out targets. */
+  deltas: tf.Tensor2D[];
+  yShifted: tf.Tensor2D;
   yTestShifted: tf.Tensor2D;
   /** Free every tensor of the task, the base network included. */
   dispose(): void;
@@ -79,46 +92,50 @@ export function lowRankShiftTask(options: LowRankShiftOptions): LowRankShiftTask
   const samples = checkPositiveInt(where, 'samples', options.samples);
   const testSamples = checkPositiveInt(where, 'testSamples', options.testSamples ?? Math.max(1, Math.floor(samples / 4)));
   const shiftScale = checkPositiveFinite(where, 'shiftScale', options.shiftScale ?? 0.5);
+  const count = checkPositiveInt(where, 'tasks', options.tasks ?? 1);
   const seed = checkInteger(where, 'seed', options.seed ?? 0);
 
   const rng = new Rng(seed);
   const base = new MLP(dims, { seed, init: 'he' });
-  // ΔW = shiftScale·U·V/√k with U ~ N(0, 2/in), V ~ N(0, 1): entries have shiftScale² times W's variance.
-  const deltas = base.layers.map((layer) =>
-    tf.tidy(() => {
-      const U = randomNormal<tf.Rank.R2>([layer.inFeatures, k], rng, Math.sqrt(2 / layer.inFeatures));
-      const V = randomNormal<tf.Rank.R2>([k, layer.outFeatures], rng);
-      return tf.mul(tf.matMul(U, V), shiftScale / Math.sqrt(k)) as tf.Tensor2D;
-    }),
-  );
   const x = randomNormal<tf.Rank.R2>([samples, dims[0]], rng);
   const xTest = randomNormal<tf.Rank.R2>([testSamples, dims[0]], rng);
-  const shifted = (input: tf.Tensor2D): tf.Tensor2D =>
-    tf.tidy(() => {
-      let h: tf.Tensor2D = input;
-      base.layers.forEach((layer, i) => {
-        h = tf.add(tf.matMul(h, tf.add(layer.W, deltas[i])), layer.b);
-        if (i < base.layers.length - 1) h = tf.relu(h);
+  const tasks: ShiftedTask[] = [];
+  for (let t = 0; t < count; t++) {
+    // ΔW = shiftScale·U·V/√k with U ~ N(0, 2/in), V ~ N(0, 1): entries have shiftScale² times W's variance.
+    const deltas = base.layers.map((layer) =>
+      tf.tidy(() => {
+        const U = randomNormal<tf.Rank.R2>([layer.inFeatures, k], rng, Math.sqrt(2 / layer.inFeatures));
+        const V = randomNormal<tf.Rank.R2>([k, layer.outFeatures], rng);
+        return tf.mul(tf.matMul(U, V), shiftScale / Math.sqrt(k)) as tf.Tensor2D;
+      }),
+    );
+    const shifted = (input: tf.Tensor2D): tf.Tensor2D =>
+      tf.tidy(() => {
+        let h: tf.Tensor2D = input;
+        base.layers.forEach((layer, i) => {
+          h = tf.add(tf.matMul(h, tf.add(layer.W, deltas[i])), layer.b);
+          if (i < base.layers.length - 1) h = tf.relu(h);
+        });
+        return h;
       });
-      return h;
-    });
+    tasks.push({ deltas, y: shifted(x), yTest: shifted(xTest) });
+  }
   const yBase = base.predict(x) as tf.Tensor2D;
   const yTestBase = base.predict(xTest) as tf.Tensor2D;
-  const yShifted = shifted(x);
-  const yTestShifted = shifted(xTest);
   return {
     base,
-    deltas,
     shiftRank: k,
     x,
     yBase,
-    yShifted,
     xTest,
     yTestBase,
-    yTestShifted,
+    tasks,
+    deltas: tasks[0].deltas,
+    yShifted: tasks[0].y,
+    yTestShifted: tasks[0].yTest,
     dispose() {
       base.dispose();
-      tf.dispose([...deltas, x, yBase, yShifted, xTest, yTestBase, yTestShifted]);
+      tf.dispose([x, yBase, xTest, yTestBase, ...tasks.flatMap((t) => [...t.deltas, t.y, t.yTest])]);
     },
   };
 }

@@ -28,6 +28,7 @@ export {
   type LowRankShiftTask,
   type RandomRegressionOptions,
   type Regression,
+  type ShiftedTask,
   lowRankShiftTask,
   randomRegression,
 } from './data.js';
@@ -45,3 +46,17 @@ export {
   weightCount,
 } from './params.js';
 export { Rng } from './random.js';
+export {
+  type PlotlyFigure,
+  type Series,
+  barFigure,
+  describeFigure,
+  heatmapFigure,
+  lossCurvesFigure,
+  parameterEfficiencyFigure,
+  rankSweepFigure,
+} from './plot.js';
+export { type DisplayBundle, type PlotlyBundleOptions, displayBundle, plotlyBundle, plotlySource, showPlot } from './display.js';
+export { type RecordedValue, type Tolerance, record } from './record.js';
+export { type Timing, summarize, timeIt } from './timing.js';
+export { maxAbsDiff, norm, sample } from './metrics.js';

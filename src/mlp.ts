@@ -59,6 +59,17 @@ export class MLP implements Model {
     return this.layers.flatMap((l) => [l.W, l.b]);
   }
 
+  /** An independent copy with the same weights (e.g. to fine-tune while keeping the original). */
+  clone(): MLP {
+    const copy = new MLP(this.dims);
+    copy.gradientPath = this.gradientPath;
+    copy.layers.forEach((l, i) => {
+      l.W.assign(this.layers[i].W);
+      l.b.assign(this.layers[i].b);
+    });
+    return copy;
+  }
+
   parameterCounts(): ParameterCounts {
     const n = this.layers.reduce((sum, l) => sum + l.W.size + l.b.size, 0);
     return { total: n, trainable: n, frozen: 0, lora: 0 };

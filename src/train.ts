@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Model } from './model.js';
 import { Rng } from './random.js';
-import { checkInteger, checkPositiveFinite, checkPositiveInt, invalid } from './validate.js';
+import { checkInteger, checkOneOf, checkPositiveFinite, checkPositiveInt, invalid } from './validate.js';
 
 /** Options of {@link train}. Give exactly one of `steps` and `epochs`. */
 export interface TrainOptions {
@@ -19,6 +19,8 @@ export interface TrainOptions {
   learningRate?: number;
   /** Seed of the minibatch order (default 0). */
   seed?: number;
+  /** `constant` (the reference) or `cosine`: decays the rate to 0 over the run. */
+  schedule?: 'constant' | 'cosine';
   /** Called after every step with its 0-based index and loss. */
   onStep?: (step: number, loss: number) => void;
 }
@@ -48,8 +50,13 @@ export async function train(model: Model, options: TrainOptions): Promise<TrainR
   const rng = new Rng(plan.seed);
   const losses: number[] = [];
   const started = performance.now();
+  // Adam reads its learningRate field on every step, so a schedule is an assignment.
+  const adam = optimizer as unknown as { learningRate: number };
   try {
     for (const batch of batches(plan, rng)) {
+      if (plan.schedule === 'cosine') {
+        adam.learningRate = 0.5 * plan.learningRate * (1 + Math.cos((Math.PI * losses.length) / plan.totalSteps));
+      }
       const loss = optimizer.minimize(
         () =>
           tf.tidy(() => {
@@ -84,6 +91,8 @@ export function evaluate(model: Model, x: tf.Tensor, y: tf.Tensor): number {
 
 interface TrainPlan {
   n: number;
+  totalSteps: number;
+  schedule: 'constant' | 'cosine';
   steps?: number;
   epochs?: number;
   batchSize: number;
@@ -116,7 +125,9 @@ function checkTrainOptions(model: Model, o: TrainOptions): TrainPlan {
   if (model.trainableVariables().length === 0) {
     throw new Error('train: the model has no trainable variables (no active adapter?)');
   }
-  return { n, steps: o.steps, epochs: o.epochs, batchSize, learningRate, seed };
+  const schedule = checkOneOf('train', 'schedule', o.schedule ?? 'constant', ['constant', 'cosine'] as const);
+  const totalSteps = o.steps ?? (o.epochs ?? 0) * Math.ceil(n / batchSize);
+  return { n, totalSteps, schedule, steps: o.steps, epochs: o.epochs, batchSize, learningRate, seed };
 }
 
 /** Row indices of each minibatch: random draws per step, or shuffled epochs. */

@@ -1,0 +1,41 @@
+import { RECORD_MIME, displayBundle } from './display.js';
+import { checkPositiveFinite, invalid } from './validate.js';
+
+/** How far a recorded value may drift from its golden: |v − g| ≤ atol + rtol·|g|. */
+export interface Tolerance {
+  rtol?: number;
+  atol?: number;
+}
+
+/** A value a notebook records for regression checks. */
+export interface RecordedValue {
+  name: string;
+  value: number;
+  rtol: number;
+  atol: number;
+}
+
+const NAME = /^[a-z0-9_.-]+$/i;
+
+/**
+ * Record one of a notebook's key numbers. It is shown as a line of text and carried in
+ * the notebook's output under its own mime type, where the headless runner compares it
+ * with the committed golden. Default tolerance: exact (counts, shapes).
+ */
+export function record(name: string, value: number, tolerance: Tolerance = {}): void {
+  if (typeof name !== 'string' || !NAME.test(name)) invalid('record', 'name', name, 'letters, digits, "_", "." or "-"');
+  if (typeof value !== 'number' || !Number.isFinite(value)) invalid('record', 'value', value, 'a finite number');
+  const rtol = tolerance.rtol ?? 0;
+  const atol = tolerance.atol ?? 0;
+  if (rtol !== 0) checkPositiveFinite('record', 'rtol', rtol);
+  if (atol !== 0) checkPositiveFinite('record', 'atol', atol);
+  const entry: RecordedValue = { name, value, rtol, atol };
+  displayBundle({
+    data: { [RECORD_MIME]: entry, 'text/plain': `recorded ${name} = ${formatValue(value)}` },
+    metadata: {},
+  });
+}
+
+function formatValue(v: number): string {
+  return String(Number(v.toPrecision(6)));
+}
