@@ -1,3 +1,4 @@
+import * as tf from '@tensorflow/tfjs-core';
 import { RECORD_MIME, displayBundle } from './display.js';
 import { checkPositiveFinite, invalid } from './validate.js';
 
@@ -13,6 +14,8 @@ export interface RecordedValue {
   value: number;
   rtol: number;
   atol: number;
+  /** The TensorFlow.js backend it was computed on (goldens are kept per backend). */
+  backend: string;
 }
 
 const NAME = /^[a-z0-9_.-]+$/i;
@@ -29,7 +32,7 @@ export function record(name: string, value: number, tolerance: Tolerance = {}): 
   const atol = tolerance.atol ?? 0;
   if (rtol !== 0) checkPositiveFinite('record', 'rtol', rtol);
   if (atol !== 0) checkPositiveFinite('record', 'atol', atol);
-  const entry: RecordedValue = { name, value, rtol, atol };
+  const entry: RecordedValue = { name, value, rtol, atol, backend: tf.getBackend() };
   displayBundle({
     data: { [RECORD_MIME]: entry, 'text/plain': `recorded ${name} = ${formatValue(value)}` },
     metadata: {},

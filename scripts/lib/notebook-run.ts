@@ -1,0 +1,178 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { execa, type ResultPromise } from 'execa';
+import type { Recorded } from './goldens.js';
+
+/** The mime type `record()` writes (src/display.ts: RECORD_MIME). */
+export const RECORD_MIME = 'application/vnd.lora-tfjs.record+json';
+const EVENT_PREFIX = '[lora-tfjs-event] ';
+
+export type FailureKind = 'cell-error' | 'timeout' | 'kernel-died' | 'nbconvert';
+
+export interface Failure {
+  kind: FailureKind;
+  /** 0-based index of the failing cell in the notebook, when known. */
+  cell: number | null;
+  source: string | null;
+  /** What the kernel wrote to stderr while running that cell (tslab's error text). */
+  stderr: string;
+  /** nbconvert's own account, trimmed. */
+  message: string;
+}
+
+export interface NotebookResult {
+  notebook: string;
+  name: string;
+  passed: boolean;
+  seconds: number;
+  cells: number;
+  failure: Failure | null;
+  /** The executed notebook in the output folder (only when it passed). */
+  executed: string | null;
+  records: Recorded[];
+}
+
+export interface RunOptions {
+  jupyter: string;
+  notebook: string;
+  /** Where nbconvert writes; the caller moves the result into place. */
+  tmpDir: string;
+  /** Per-cell timeout, seconds. */
+  cellTimeout: number;
+  env: Record<string, string>;
+  hooksConfig: string;
+  onProgress?: (line: string) => void;
+  /** Registers the child so an interrupted run can kill it. */
+  track?: (child: ResultPromise) => () => void;
+}
+
+interface NotebookJson {
+  cells: Array<{ cell_type: string; source: string | string[]; outputs?: Array<Record<string, unknown>> }>;
+}
+
+export function readNotebook(path: string): NotebookJson {
+  return JSON.parse(readFileSync(path, 'utf8')) as NotebookJson;
+}
+
+const sourceOf = (s: string | string[]): string => (Array.isArray(s) ? s.join('') : s);
+
+/** The values a notebook's cells recorded, in order. */
+export function recordsOf(nb: NotebookJson): Recorded[] {
+  const out: Recorded[] = [];
+  for (const cell of nb.cells) {
+    for (const o of cell.outputs ?? []) {
+      const data = o.data as Record<string, unknown> | undefined;
+      const r = data?.[RECORD_MIME] as Recorded | undefined;
+      if (r !== undefined) out.push(r);
+    }
+  }
+  return out;
+}
+
+/**
+ * Execute one notebook with `jupyter nbconvert --execute` on the tslab kernel. Never hangs:
+ * nbclient enforces the per-cell timeout, and a watchdog kills the whole process group
+ * (nbconvert and its kernel) if nbconvert itself outlives every cell's budget.
+ */
+export async function runNotebook(o: RunOptions): Promise<NotebookResult> {
+  const name = basename(o.notebook, '.ipynb');
+  const source = readNotebook(o.notebook);
+  const codeCells = source.cells.filter((c) => c.cell_type === 'code').length;
+  const started = performance.now();
+  const child = execa(
+    o.jupyter,
+    [
+      'nbconvert',
+      '--config', o.hooksConfig,
+      '--to', 'notebook',
+      '--execute',
+      '--ExecutePreprocessor.kernel_name=tslab',
+      `--ExecutePreprocessor.timeout=${o.cellTimeout}`,
+      '--ExecutePreprocessor.startup_timeout=120',
+      '--output-dir', o.tmpDir,
+      '--output', name,
+      o.notebook,
+    ],
+    { env: o.env, reject: false, stdin: 'ignore', detached: true, buffer: { stdout: true, stderr: false } },
+  );
+  const untrack = o.track?.(child) ?? (() => undefined);
+  const budgetMs = (o.cellTimeout * Math.max(1, codeCells) + 180) * 1000;
+  let watchdogFired = false;
+  const watchdog = setTimeout(() => {
+    watchdogFired = true;
+    killGroup(child.pid);
+  }, budgetMs);
+
+  const log: string[] = [];
+  let current: number | null = null;
+  let error: { index: number; source: string; stderr: string } | null = null;
+  let doneCode = 0;
+  let cellStart = performance.now();
+  let pending = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    pending += chunk.toString('utf8');
+    let nl: number;
+    while ((nl = pending.indexOf('\n')) >= 0) {
+      const line = pending.slice(0, nl);
+      pending = pending.slice(nl + 1);
+      if (!line.startsWith(EVENT_PREFIX)) {
+        log.push(line);
+        continue;
+      }
+      const ev = JSON.parse(line.slice(EVENT_PREFIX.length)) as { event: string; index: number; status?: string; source?: string; stderr?: string; kind?: string };
+      if (ev.event === 'cell_start') {
+        current = ev.index;
+        cellStart = performance.now();
+      } else if (ev.event === 'cell_done') {
+        doneCode += 1;
+        o.onProgress?.(`${name}: code cell ${doneCode}/${codeCells} ${ev.status} (${((performance.now() - cellStart) / 1000).toFixed(1)} s)`);
+      } else if (ev.event === 'cell_error') {
+        error = { index: ev.index, source: ev.source ?? '', stderr: ev.stderr ?? '' };
+      }
+    }
+  });
+  const result = await child;
+  clearTimeout(watchdog);
+  untrack();
+  const seconds = (performance.now() - started) / 1000;
+  const written = join(o.tmpDir, `${name}.ipynb`);
+  const text = log.join('\n');
+  const base = { notebook: o.notebook, name, seconds, cells: source.cells.length };
+
+  if (result.exitCode === 0 && !watchdogFired && existsSync(written)) {
+    return { ...base, passed: true, failure: null, executed: written, records: recordsOf(readNotebook(written)) };
+  }
+  const at = (index: number | null) => (index === null ? null : sourceOf(source.cells[index]?.source ?? ''));
+  let failure: Failure;
+  const e = error as { index: number; source: string; stderr: string } | null;
+  if (e !== null) {
+    failure = { kind: 'cell-error', cell: e.index, source: e.source, stderr: e.stderr, message: lastLines(text, 3) };
+  } else if (watchdogFired || /CellTimeoutError|timed out/i.test(text)) {
+    failure = {
+      kind: 'timeout',
+      cell: current,
+      source: at(current),
+      stderr: '',
+      message: watchdogFired ? `nbconvert ran past its ${Math.round(budgetMs / 1000)} s budget and was killed` : `the cell exceeded the ${o.cellTimeout} s per-cell timeout`,
+    };
+  } else if (/DeadKernelError|Kernel died/i.test(text)) {
+    failure = { kind: 'kernel-died', cell: current, source: at(current), stderr: '', message: lastLines(text, 5) };
+  } else {
+    failure = { kind: 'nbconvert', cell: current, source: at(current), stderr: '', message: lastLines(text, 15) || `exit code ${result.exitCode}` };
+  }
+  return { ...base, passed: false, failure, executed: null, records: [] };
+}
+
+/** Kill a detached child and everything it started (the kernel). */
+export function killGroup(pid: number | undefined): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    /* already gone */
+  }
+}
+
+function lastLines(text: string, n: number): string {
+  return text.trim().split('\n').slice(-n).join('\n');
+}

@@ -1,0 +1,206 @@
+#!/usr/bin/env -S npx tsx
+/**
+ * Execute the notebooks headless (jupyter nbconvert + the tslab kernel), check their
+ * recorded values against the committed goldens, and render HTML docs.
+ *
+ *   npm run notebooks [-- [options] [notebooks/NN-name.ipynb ...]]
+ *
+ *   --update         rewrite the goldens of this backend from this run
+ *   --jobs N         notebooks run in parallel (default: number of cores)
+ *   --timeout S      per-cell timeout in seconds (default 300)
+ *   --out DIR        output folder (default: out/), which git ignores
+ *   --no-docs        skip the HTML docs
+ *
+ * Source notebooks are never modified. Executed notebooks land in DIR/notebooks, the docs
+ * in DIR/docs (index.html links every page); every file is written atomically.
+ */
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { basename, dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ResultPromise } from 'execa';
+import { moveAtomic, writeFileAtomic } from './lib/atomic.js';
+import { type DocEntry, indexHtml, renderPages } from './lib/docs.js';
+import { type GoldenCheck, compareWithGolden, formatDrifts, readGolden, updatedGolden, writeGolden } from './lib/goldens.js';
+import { type NotebookResult, killGroup, runNotebook } from './lib/notebook-run.js';
+import { ensureJupyter, ensureKernelSpec, kernelEnv } from './lib/system.js';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+interface Args {
+  notebooks: string[];
+  update: boolean;
+  jobs: number;
+  timeout: number;
+  out: string;
+  docs: boolean;
+}
+
+function usage(message: string): never {
+  console.error(`run-notebooks: ${message}\nusage: npm run notebooks -- [--update] [--jobs N] [--timeout S] [--out DIR] [--no-docs] [notebook.ipynb ...]`);
+  process.exit(2);
+}
+
+function parseArgs(argv: string[]): Args {
+  const args: Args = { notebooks: [], update: false, jobs: availableParallelism(), timeout: 300, out: join(root, 'out'), docs: true };
+  const positive = (flag: string, v: string | undefined) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n <= 0) usage(`${flag} = ${JSON.stringify(v ?? null)} is invalid; expected a positive integer`);
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--update') args.update = true;
+    else if (a === '--no-docs') args.docs = false;
+    else if (a === '--jobs') args.jobs = positive(a, argv[++i]);
+    else if (a === '--timeout') args.timeout = positive(a, argv[++i]);
+    else if (a === '--out') args.out = resolve(argv[++i] ?? usage('--out needs a folder'));
+    else if (a.startsWith('--')) usage(`unknown option ${a}`);
+    else args.notebooks.push(resolve(a));
+  }
+  if (args.notebooks.length === 0) {
+    const dir = join(root, 'notebooks');
+    args.notebooks = readdirSync(dir).filter((f) => /^\d\d-.*\.ipynb$/.test(f)).sort().map((f) => join(dir, f));
+  }
+  for (const nb of args.notebooks) {
+    if (!nb.endsWith('.ipynb') || !existsSync(nb)) usage(`notebook = ${JSON.stringify(nb)} is invalid; expected an existing .ipynb file`);
+  }
+  return args;
+}
+
+const goldenPath = (notebook: string) => notebook.replace(/\.ipynb$/, '.golden.json');
+
+async function pool<T, R>(items: readonly T[], jobs: number, run: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await run(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(jobs, items.length) }, worker));
+  return results;
+}
+
+function printFailure(r: NotebookResult): void {
+  const f = r.failure;
+  if (f === null) return;
+  const where = f.cell === null ? 'before any cell ran' : `cell ${f.cell + 1} of ${r.cells} (index ${f.cell})`;
+  console.error(`\n✗ ${relative(root, r.notebook)} failed: ${f.kind} in ${where}`);
+  if (f.source !== null) console.error(`--- cell source ---\n${f.source}\n-------------------`);
+  if (f.stderr.trim() !== '') console.error(`--- kernel stderr ---\n${f.stderr.trimEnd()}\n---------------------`);
+  if (f.message.trim() !== '') console.error(`--- nbconvert ---\n${f.message}\n-----------------`);
+}
+
+async function main(): Promise<number> {
+  const args = parseArgs(process.argv.slice(2));
+  const tmp = join(args.out, `.tmp-${process.pid}`);
+  const children = new Set<ResultPromise>();
+  const interrupt = (signal: string) => {
+    for (const c of children) killGroup(c.pid);
+    rmSync(tmp, { recursive: true, force: true });
+    console.error(`\nrun-notebooks: ${signal}: stopped; nothing half-written was left in ${relative(root, args.out) || '.'}`);
+    process.exit(130);
+  };
+  process.on('SIGINT', () => interrupt('SIGINT'));
+  process.on('SIGTERM', () => interrupt('SIGTERM'));
+
+  const log = (line: string) => console.log(`run-notebooks: ${line}`);
+  const jupyter = await ensureJupyter(root, log);
+  await ensureKernelSpec(root);
+  const env = { ...kernelEnv(root), PYTHONUNBUFFERED: '1' };
+  mkdirSync(tmp, { recursive: true });
+  log(`${args.notebooks.length} notebook(s), ${args.jobs} at a time, per-cell timeout ${args.timeout} s, jupyter: ${jupyter}`);
+
+  try {
+    const started = performance.now();
+    const results = await pool(args.notebooks, args.jobs, async (nb) => {
+      const r = await runNotebook({
+        jupyter,
+        notebook: nb,
+        tmpDir: tmp,
+        cellTimeout: args.timeout,
+        env,
+        hooksConfig: join(root, 'scripts', 'nbconvert_hooks.py'),
+        onProgress: (line) => console.log(`  ${line}`),
+        track: (child) => {
+          children.add(child);
+          return () => children.delete(child);
+        },
+      });
+      console.log(`${r.passed ? '✓' : '✗'} ${r.name} ${r.passed ? 'passed' : 'FAILED'} in ${r.seconds.toFixed(1)} s`);
+      return r;
+    });
+
+    // Regression: compare (or, with --update, rewrite) the goldens.
+    const checks = new Map<string, GoldenCheck>();
+    for (const r of results.filter((x) => x.passed)) {
+      const path = goldenPath(r.notebook);
+      const previous = readGolden(path);
+      if (args.update) {
+        writeGolden(path, updatedGolden(previous, basename(r.notebook), r.records));
+        log(`golden updated: ${relative(root, path)} (${r.records.length} values, backend ${r.records[0]?.backend ?? '?'})`);
+      } else {
+        checks.set(r.name, compareWithGolden(r.records, previous));
+      }
+    }
+
+    // Executed notebooks into place.
+    for (const r of results.filter((x) => x.executed !== null)) {
+      const target = join(args.out, 'notebooks', `${r.name}.ipynb`);
+      moveAtomic(r.executed as string, target);
+      r.executed = target;
+    }
+
+    // Docs.
+    const backend = results.find((r) => r.records.length > 0)?.records[0].backend ?? 'unknown';
+    if (args.docs) {
+      const docsDir = join(args.out, 'docs');
+      const pages = await renderPages(jupyter, results.filter((r) => r.passed).map((r) => r.executed as string), tmp, docsDir, env, join(root, 'dist', 'plotly.min.js'));
+      const entries: DocEntry[] = results.map((r) => {
+        const c = checks.get(r.name);
+        const note = !r.passed ? `${r.failure?.kind}` : args.update ? 'golden updated' : c === undefined ? '' : c.ok ? `${c.checked} values within tolerance` : `${c.drifts.length} drifted`;
+        return { name: r.name, passed: r.passed && (c?.ok ?? true), seconds: r.seconds, page: pages.get(r.name) ?? null, note };
+      });
+      writeFileAtomic(join(docsDir, 'index.html'), indexHtml(entries, backend, new Date()));
+      log(`docs: ${relative(root, join(docsDir, 'index.html'))}`);
+    }
+
+    // Report.
+    for (const r of results) printFailure(r);
+    let drifted = 0;
+    for (const r of results) {
+      const c = checks.get(r.name);
+      if (c === undefined) continue;
+      if (c.note !== null) console.log(`\n${r.name}: ${c.note}`);
+      if (c.drifts.length > 0) {
+        drifted += 1;
+        console.error(`\n✗ ${r.name}: ${c.drifts.length} value(s) drifted from ${relative(root, goldenPath(r.notebook))} (backend ${c.backend}):`);
+        for (const line of formatDrifts(c)) console.error(line);
+        console.error('  (if the change is intended: npm run notebooks -- --update)');
+      }
+    }
+    const wall = (performance.now() - started) / 1000;
+    console.log('\nnotebook                          status   seconds   goldens');
+    for (const r of results) {
+      const c = checks.get(r.name);
+      const g = !r.passed ? '-' : args.update ? 'updated' : c === undefined ? '-' : c.ok ? `ok (${c.checked})` : `DRIFT (${c.drifts.length})`;
+      console.log(`${r.name.padEnd(33)} ${(r.passed ? 'passed' : 'FAILED').padEnd(8)} ${r.seconds.toFixed(1).padStart(7)}   ${g}`);
+    }
+    const failed = results.filter((r) => !r.passed).length;
+    console.log(`wall time ${wall.toFixed(1)} s; backend ${backend}`);
+    console.log(`${results.length - failed - drifted} passed, ${failed + drifted} failed`);
+    return failed + drifted === 0 ? 0 : 1;
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(`run-notebooks: ${(err as Error).message}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,92 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import {
+  barFigure,
+  describeFigure,
+  heatmapFigure,
+  initBackend,
+  lossCurvesFigure,
+  maxAbsDiff,
+  norm,
+  parameterEfficiencyFigure,
+  parameterEfficiencyTable,
+  plotlyBundle,
+  rankSweepFigure,
+  record,
+  sample,
+  showPlot,
+  summarize,
+} from '../src/index.js';
+
+describe('figure builders (pure data)', () => {
+  it('parameter efficiency: bars per rank on a log axis, the baseline as a line', () => {
+    const fig = parameterEfficiencyFigure(parameterEfficiencyTable([512, 2048, 2048, 128], [2, 4]), 5_509_248);
+    expect(fig.data[0]).toMatchObject({ type: 'bar', x: ['2', '4'], y: [17_664, 35_328], text: ['99.68 % fewer', '99.36 % fewer'] });
+    expect(fig.data[1]).toMatchObject({ type: 'scatter', y: [5_509_248, 5_509_248] });
+    expect(fig.layout.yaxis).toMatchObject({ type: 'log' });
+    expect(JSON.parse(JSON.stringify(fig))).toEqual(fig); // plain JSON
+  });
+
+  it('rank sweep marks the true rank; loss curves default x to 1..n', () => {
+    const sweep = rankSweepFigure([{ name: 's', ranks: [1, 2, 4], losses: [1, 0.5, 0.01] }], 4, 't');
+    expect(sweep.layout.shapes).toEqual([expect.objectContaining({ x0: 4, x1: 4 })]);
+    expect(rankSweepFigure([{ name: 's', ranks: [1], losses: [1] }], null, 't').layout.shapes).toEqual([]);
+    expect(lossCurvesFigure([{ name: 'a', y: [3, 2] }], 't').data[0]).toMatchObject({ x: [1, 2], y: [3, 2] });
+    expect(heatmapFigure([[1, 2]], ['r'], ['a', 'b'], 't', 'MSE').data[0]).toMatchObject({ z: [[1, 2]], text: [['1.00', '2.00']] });
+    expect(barFigure(['a'], [{ name: 'n', values: [1] }], 't', 'y').layout).toMatchObject({ barmode: 'group' });
+    expect(describeFigure(lossCurvesFigure([{ name: 'a', y: [3, 2] }], 'Title'))).toBe('Plotly chart: Title — a (2 points)');
+  });
+});
+
+describe('display bundle', () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it('carries Plotly JSON as an object, offline HTML and text in one bundle', () => {
+    const fig = lossCurvesFigure([{ name: 'a', y: [1, 2] }], 'T</script>');
+    const withPlotly = plotlyBundle(fig, { id: 'p1', plotly: 'window.Plotly={}; "</script>"' });
+    expect(Object.keys(withPlotly.data).sort()).toEqual(['application/vnd.plotly.v1+json', 'text/html', 'text/plain']);
+    expect(withPlotly.data['application/vnd.plotly.v1+json']).toMatchObject({ data: fig.data });
+    const html = withPlotly.data['text/html'] as string;
+    expect(html).toContain('data-lora-tfjs-plotly="inline"');
+    expect(html).toContain('<\\/script>"'); // the inlined source cannot close its own tag
+    expect(html).not.toContain('T</script>'); // nor can the figure's JSON
+    expect(html).toContain('<div id="p1" class="lora-tfjs-plot"');
+    const without = plotlyBundle(fig, { id: 'p2', plotly: null });
+    expect(without.data['text/html'] as string).not.toContain('data-lora-tfjs-plotly');
+  });
+
+  it('outside a kernel, showPlot and record print their text part', () => {
+    const log = vi.spyOn(console, 'log').mockImplementation(() => undefined);
+    showPlot(lossCurvesFigure([{ name: 'a', y: [1] }], 'T'));
+    record('some_value', 0.123456789, { rtol: 1e-3 });
+    expect(log.mock.calls.map((c) => c[0])).toEqual(['Plotly chart: T — a (1 points)', 'recorded some_value = 0.123457']);
+  });
+
+  it('record rejects bad names, values and tolerances', () => {
+    expect(() => record('bad name', 1)).toThrow('record: name = "bad name" is invalid');
+    expect(() => record('x', NaN)).toThrow('record: value = NaN is invalid; expected a finite number');
+    expect(() => record('x', 1, { rtol: -1 })).toThrow('record: rtol = -1 is invalid');
+  });
+});
+
+describe('metrics and timing helpers', () => {
+  beforeAll(async () => {
+    await initBackend('wasm');
+  });
+
+  it('compute plain numbers and free their temporaries', () => {
+    const a = tf.tensor2d([[1, 2], [3, 4]]);
+    const b = tf.tensor2d([[1, 2], [3, 6]]);
+    const before = tf.memory().numTensors;
+    expect(maxAbsDiff(a, b)).toBe(2);
+    expect(norm(a)).toBeCloseTo(Math.sqrt(30), 5);
+    expect(sample(a, 3)).toEqual([1, 2, 3]);
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([a, b]);
+  });
+
+  it('summarize takes the median', () => {
+    expect(summarize([5, 1, 3])).toEqual({ medianMs: 3, minMs: 1, meanMs: 3, runs: 3 });
+    expect(summarize([4, 1, 3, 2]).medianMs).toBe(2.5);
+  });
+});

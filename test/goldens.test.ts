@@ -1,0 +1,94 @@
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { indexHtml, offlineHtml } from '../scripts/lib/docs.js';
+import { type GoldenFile, type Recorded, compareWithGolden, formatDrifts, readGolden, updatedGolden, writeGolden } from '../scripts/lib/goldens.js';
+
+const rec = (name: string, value: number, rtol = 0, atol = 0, backend = 'wasm'): Recorded => ({ name, value, rtol, atol, backend });
+const golden: GoldenFile = {
+  notebook: 'x.ipynb',
+  backends: { wasm: { count: { value: 10, rtol: 0, atol: 0 }, loss: { value: 0.5, rtol: 0.01, atol: 0 } } },
+};
+
+describe('golden comparison', () => {
+  it('passes values within |v − g| ≤ atol + rtol·|g| and fails the rest with a readable diff', () => {
+    expect(compareWithGolden([rec('count', 10), rec('loss', 0.504, 0.01)], golden).ok).toBe(true);
+    const bad = compareWithGolden([rec('count', 11), rec('loss', 0.506, 0.01)], golden);
+    expect(bad.ok).toBe(false);
+    expect(bad.drifts.map((d) => d.name)).toEqual(['count', 'loss']);
+    expect(formatDrifts(bad)).toEqual([
+      '  count: golden 10, now 11 (Δ 1.00, allowed ±0.00) — outside tolerance',
+      '  loss: golden 0.5, now 0.506 (Δ 0.00600, allowed ±0.00500) — outside tolerance',
+    ]);
+  });
+
+  it('treats missing, new and duplicated names as drift', () => {
+    const c = compareWithGolden([rec('count', 10), rec('extra', 1), rec('extra', 1)], golden);
+    expect(c.drifts.map((d) => `${d.name}: ${d.why}`).sort()).toEqual([
+      'extra: not in the golden (new value?)',
+      'extra: not in the golden (new value?)',
+      'extra: recorded twice',
+      'loss: in the golden but not recorded',
+    ]);
+  });
+
+  it('on a backend without a golden, checks exact values against another backend and lists the rest', () => {
+    const c = compareWithGolden([rec('count', 10, 0, 0, 'cpu'), rec('loss', 0.7, 0.01, 0, 'cpu')], golden);
+    expect(c.ok).toBe(true);
+    expect(c.checked).toBe(1);
+    expect(c.unchecked).toEqual(['loss']);
+    expect(c.note).toContain('no golden for backend "cpu"');
+    expect(compareWithGolden([rec('count', 9, 0, 0, 'cpu')], golden).ok).toBe(false);
+  });
+
+  it('fails without any golden file', () => {
+    expect(compareWithGolden([rec('count', 10)], null)).toMatchObject({ ok: false, note: 'no golden file: run with --update to create it' });
+  });
+
+  it('--update replaces the run\'s backend section and keeps the others; files are written whole', () => {
+    const next = updatedGolden({ ...golden, backends: { ...golden.backends, cpu: {} } }, 'x.ipynb', [rec('count', 12)]);
+    expect(next.backends.wasm).toEqual({ count: { value: 12, rtol: 0, atol: 0 } });
+    expect(next.backends.cpu).toEqual({});
+    const dir = mkdtempSync(join(tmpdir(), 'golden-'));
+    const path = join(dir, 'x.golden.json');
+    writeGolden(path, next);
+    expect(readGolden(path)).toEqual(next);
+    expect(readdirSync(dir)).toEqual(['x.golden.json']); // no temporary file left behind
+    expect(JSON.parse(readFileSync(path, 'utf8'))).toEqual(next);
+    rmSync(dir, { recursive: true });
+  });
+});
+
+describe('docs post-processing', () => {
+  it('swaps the inlined plotly.js for the shared file once and drops external scripts', () => {
+    const html = [
+      '<script src="file:///usr/share/javascript/requirejs/require.min.js"></script>',
+      '<script src="https://cdnjs.cloudflare.com/mathjax.js"> </script>',
+      '<script type="text/javascript" data-lora-tfjs-plotly="inline">var Plotly = {}; /* 5 MB */</script>',
+      '<div id="a"></div><script>draw()</script>',
+      '<script type="text/javascript" data-lora-tfjs-plotly="inline">again</script>',
+      '<script src="local.js"></script>',
+    ].join('\n');
+    const out = offlineHtml(html);
+    expect(out).not.toContain('require.min.js');
+    expect(out).not.toContain('cdnjs');
+    expect(out).not.toContain('5 MB');
+    expect(out.match(/src="plotly\.min\.js"/g)).toHaveLength(1);
+    expect(out).toContain('<script>draw()</script>');
+    expect(out).toContain('<script src="local.js"></script>');
+  });
+
+  it('index lists each notebook with status, time and link', () => {
+    const html = indexHtml(
+      [
+        { name: '01-a', passed: true, seconds: 1.23, page: '01-a.html', note: '3 values within tolerance' },
+        { name: '02-<b>', passed: false, seconds: 4, page: null, note: 'cell-error' },
+      ],
+      'wasm',
+      new Date('2026-01-01T00:00:00Z'),
+    );
+    expect(html).toContain('<td><a href="01-a.html">01-a</a></td><td class="ok">passed</td><td>1.2 s</td>');
+    expect(html).toContain('<td>02-&lt;b&gt;</td><td class="fail">failed</td><td>4.0 s</td><td>cell-error</td>');
+  });
+});

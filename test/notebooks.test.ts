@@ -1,0 +1,137 @@
+import { createServer, type Server } from 'node:http';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { extname, join } from 'node:path';
+import { execa } from 'execa';
+import { chromium, type Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureChromium } from '../scripts/lib/system.js';
+
+const root = join(import.meta.dirname, '..');
+const notebooks = readdirSync(join(root, 'notebooks')).filter((f) => /^\d\d-.*\.ipynb$/.test(f)).sort();
+const PLOTLY_MIME = 'application/vnd.plotly.v1+json';
+
+describe('the six notebooks, run headless, and their HTML docs', () => {
+  const out = mkdtempSync(join(tmpdir(), 'lora-notebooks-'));
+  let run: { exitCode: number | undefined; text: string };
+  const sources = new Map<string, string>();
+
+  beforeAll(async () => {
+    for (const nb of notebooks) sources.set(nb, createHash('sha256').update(readFileSync(join(root, 'notebooks', nb))).digest('hex'));
+    const r = await execa(join(root, 'node_modules', '.bin', 'tsx'), [join(root, 'scripts', 'run-notebooks.ts'), '--out', out], {
+      cwd: root,
+      reject: false,
+      all: true,
+      timeout: 900_000,
+    });
+    run = { exitCode: r.exitCode, text: r.all ?? '' };
+  }, 900_000);
+  afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+  it('runs all six notebooks: exit 0, every golden holds, sources untouched', () => {
+    expect(notebooks).toHaveLength(6);
+    if (run.exitCode !== 0) console.error(run.text);
+    expect(run.exitCode).toBe(0);
+    for (const nb of notebooks) {
+      expect(run.text).toMatch(new RegExp(`${nb.replace('.ipynb', '')}\\s+passed\\s+[\\d.]+\\s+ok \\(\\d+\\)`));
+      expect(createHash('sha256').update(readFileSync(join(root, 'notebooks', nb))).digest('hex')).toBe(sources.get(nb));
+    }
+    expect(run.text).toContain('6 passed, 0 failed');
+  });
+
+  it('sends each chart as one message with Plotly JSON (an object), offline HTML and text', () => {
+    for (const nb of notebooks) {
+      const executed = JSON.parse(readFileSync(join(out, 'notebooks', nb), 'utf8')) as { cells: Array<{ outputs?: Array<{ data?: Record<string, unknown> }> }> };
+      const charts = executed.cells.flatMap((c) => c.outputs ?? []).filter((o) => o.data?.[PLOTLY_MIME] !== undefined);
+      if (nb.startsWith('02-')) continue; // the layer-mechanics notebook has no chart
+      expect(charts.length, nb).toBeGreaterThan(0);
+      charts.forEach((o, i) => {
+        expect(typeof o.data?.[PLOTLY_MIME]).toBe('object');
+        expect(Object.keys(o.data ?? {}).sort()).toEqual([PLOTLY_MIME, 'text/html', 'text/plain']);
+        const html = o.data?.['text/html'] as string | string[];
+        const text = Array.isArray(html) ? html.join('') : html;
+        // plotly.js inlined with the first chart of the notebook only; never a CDN.
+        expect(text.includes('data-lora-tfjs-plotly="inline"'), `${nb} chart ${i} inlines plotly.js`).toBe(i === 0);
+        expect(/<script[^>]*\ssrc=/.test(text), `${nb} chart ${i} loads a script from elsewhere`).toBe(false);
+      });
+    }
+  });
+
+  describe('in headless Chromium, with the network blocked', () => {
+    let browser: Browser;
+    let server: Server;
+    let origin: string;
+
+    beforeAll(async () => {
+      const executablePath = await ensureChromium((line) => console.log(line));
+      const docs = join(out, 'docs');
+      server = createServer((req, res) => {
+        const file = join(docs, decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname).replace(/^\/+/, '') || 'index.html');
+        try {
+          const body = readFileSync(file);
+          const type = { '.html': 'text/html', '.js': 'text/javascript' }[extname(file)] ?? 'application/octet-stream';
+          res.writeHead(200, { 'content-type': `${type}; charset=utf-8` }).end(body);
+        } catch {
+          res.writeHead(404).end();
+        }
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const address = server.address();
+      origin = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`;
+      browser = await chromium.launch({
+        executablePath,
+        args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      });
+    }, 600_000);
+    afterAll(async () => {
+      await browser?.close();
+      server?.close();
+    });
+
+    async function open(page: string) {
+      const context = await browser.newContext();
+      const blocked: string[] = [];
+      await context.route('**/*', (route) => {
+        if (route.request().url().startsWith(origin)) return route.continue();
+        blocked.push(route.request().url());
+        return route.abort();
+      });
+      const p = await context.newPage();
+      const errors: string[] = [];
+      p.on('console', (m) => {
+        if (m.type() === 'error') errors.push(m.text());
+      });
+      p.on('pageerror', (e) => errors.push(String(e)));
+      await p.goto(`${origin}/${page}`, { waitUntil: 'load' });
+      return { p, errors, blocked, close: () => context.close() };
+    }
+
+    it('index.html links every notebook with its status and run time', async () => {
+      const { p, errors, close } = await open('index.html');
+      const rows = await p.locator('tbody tr').allInnerTexts();
+      expect(rows).toHaveLength(6);
+      rows.forEach((row, i) => expect(row).toMatch(new RegExp(`^${notebooks[i].replace('.ipynb', '')}\\s+passed\\s+[\\d.]+ s`)));
+      expect(await p.locator('tbody a').count()).toBe(6);
+      expect(errors).toEqual([]);
+      await close();
+    });
+
+    for (const nb of notebooks) {
+      it(`${nb}: every chart rendered its plot SVG, and the page logged no errors`, async () => {
+        const executed = JSON.parse(readFileSync(join(out, 'notebooks', nb), 'utf8')) as { cells: Array<{ outputs?: Array<{ data?: Record<string, unknown> }> }> };
+        const expected = executed.cells.flatMap((c) => c.outputs ?? []).filter((o) => o.data?.[PLOTLY_MIME] !== undefined).length;
+        const { p, errors, blocked, close } = await open(nb.replace('.ipynb', '.html'));
+        const plots = p.locator('.lora-tfjs-plot');
+        expect(await plots.count()).toBe(expected);
+        for (let i = 0; i < expected; i++) {
+          await plots.nth(i).locator('svg.main-svg').first().waitFor({ state: 'attached', timeout: 20_000 });
+          expect(await plots.nth(i).locator('.plot-container .cartesianlayer, .plot-container .heatmaplayer, .plot-container .barlayer').count()).toBeGreaterThan(0);
+        }
+        expect(errors).toEqual([]);
+        expect(blocked).toEqual([]); // the page asked for nothing outside the docs folder
+        await close();
+      });
+    }
+  });
+});

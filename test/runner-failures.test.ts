@@ -1,0 +1,84 @@
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const root = join(import.meta.dirname, '..');
+const fixtures = join(root, 'test', 'fixtures');
+const outs: string[] = [];
+
+/** Run the notebook runner on fixtures into a fresh output folder. */
+async function runner(args: string[]) {
+  const out = mkdtempSync(join(tmpdir(), 'lora-runner-'));
+  outs.push(out);
+  const r = await execa(join(root, 'node_modules', '.bin', 'tsx'), [join(root, 'scripts', 'run-notebooks.ts'), '--out', out, '--no-docs', ...args], {
+    cwd: root,
+    reject: false,
+    all: true,
+    timeout: 300_000,
+  });
+  return { ...r, out, text: r.all ?? '' };
+}
+
+const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
+
+describe('the notebook runner fails loudly', () => {
+  afterAll(() => outs.forEach((o) => rmSync(o, { recursive: true, force: true })));
+
+  it('names the notebook, the cell, its source and the kernel stderr when a cell throws; the source is untouched', async () => {
+    const nb = join(fixtures, 'fixture-throw.ipynb');
+    const before = sha(nb);
+    const r = await runner([nb]);
+    expect(r.exitCode).toBe(1);
+    expect(r.text).toContain('test/fixtures/fixture-throw.ipynb failed: cell-error in cell 3 of 4 (index 2)');
+    expect(r.text).toContain('throw new Error(`boom from fixture (answer was ${answer})`);');
+    expect(r.text).toMatch(/--- kernel stderr ---\n[^]*boom from fixture \(answer was 41\)/);
+    expect(r.text).toMatch(/fixture-throw\s+FAILED/);
+    expect(sha(nb)).toBe(before);
+    // Nothing executed or half-written is left for the failed notebook.
+    expect(existsSync(join(r.out, 'notebooks', 'fixture-throw.ipynb'))).toBe(false);
+    expect(readdirSync(r.out).filter((f) => f.startsWith('.tmp-'))).toEqual([]);
+  });
+
+  it('fails a cell that exceeds the per-cell timeout, naming it, without hanging', async () => {
+    const started = Date.now();
+    const r = await runner(['--timeout', '5', join(fixtures, 'fixture-timeout.ipynb')]);
+    expect(r.exitCode).toBe(1);
+    expect(r.text).toContain('failed: timeout in cell 3 of 3 (index 2)');
+    expect(r.text).toContain('await new Promise((resolve) => setTimeout(resolve, 120_000));');
+    expect(r.text).toContain('exceeded the 5 s per-cell timeout');
+    expect(Date.now() - started).toBeLessThan(100_000); // the cell would sleep 120 s
+  });
+
+  it('fails when the kernel dies', async () => {
+    const r = await runner([join(fixtures, 'fixture-crash.ipynb')]);
+    expect(r.exitCode).toBe(1);
+    expect(r.text).toMatch(/fixture-crash\.ipynb failed: kernel-died in cell 3 of 3 \(index 2\)/);
+    expect(r.text).toContain('process.exit(3);');
+  });
+
+  it('fails on a value that drifted from its golden, with a readable diff', async () => {
+    const nb = join(fixtures, 'fixture-drift.ipynb');
+    const golden = join(fixtures, 'fixture-drift.golden.json');
+    const before = sha(golden);
+    const r = await runner([nb]);
+    expect(r.exitCode).toBe(1);
+    expect(r.text).toMatch(/✗ fixture-drift: 1 value\(s\) drifted/);
+    expect(r.text).toContain('from test/fixtures/fixture-drift.golden.json (backend ');
+    expect(r.text).toContain('drifting: golden 2, now 1.5 (Δ -0.500, allowed ±0.00200) — outside tolerance');
+    expect(r.text).not.toMatch(/^\s+stable:/m);
+    expect(r.text).toMatch(/fixture-drift\s+passed\s+[\d.]+\s+DRIFT \(1\)/);
+    expect(sha(golden)).toBe(before); // a normal run never rewrites goldens
+  });
+
+  it('rejects bad arguments with a message naming them', async () => {
+    const r = await runner(['--jobs', 'zero']);
+    expect(r.exitCode).toBe(2);
+    expect(r.text).toContain('--jobs = "zero" is invalid; expected a positive integer');
+    const r2 = await runner(['notebooks/missing.ipynb']);
+    expect(r2.exitCode).toBe(2);
+    expect(r2.text).toMatch(/notebook = ".*missing\.ipynb" is invalid; expected an existing \.ipynb file/);
+  });
+});
