@@ -60,3 +60,4 @@ export { type DisplayBundle, type PlotlyBundleOptions, displayBundle, plotlyBund
 export { type RecordedValue, type Tolerance, record } from './record.js';
 export { type Timing, summarize, timeIt } from './timing.js';
 export { maxAbsDiff, norm, sample } from './metrics.js';
+export { disableWasmMatMulFastPath, enableWasmMatMulFastPath, wasmMatMulFastPathEnabled } from './wasm-matmul.js';
