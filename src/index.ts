@@ -8,6 +8,7 @@
 export * as tf from '@tensorflow/tfjs-core';
 export { BACKENDS, type BackendName, backendSummary, initBackend } from './backend.js';
 export {
+  type AdapterFactors,
   type LoRAAdapter,
   type LoRAConfig,
   type LoRAInit,
@@ -60,4 +61,9 @@ export { type DisplayBundle, type PlotlyBundleOptions, displayBundle, plotlyBund
 export { type RecordedValue, type Tolerance, record } from './record.js';
 export { type Timing, summarize, timeIt } from './timing.js';
 export { maxAbsDiff, norm, sample } from './metrics.js';
+export { type DecodedTensor, type EncodableTensor, type SafetensorsContent, MAX_HEADER_BYTES, SafetensorsError, decodeSafetensors, encodeSafetensors } from './safetensors.js';
+export { type LoadAdapterOptions, type PeftAdapter, type PeftLoraConfig, AdapterLoadError, deserializeAdapter, moduleName, serializeAdapter } from './peft.js';
+export { ADAPTER_CONFIG, ADAPTER_WEIGHTS, loadAdapter, saveAdapter, writeDirectoryAtomic } from './adapter-files.js';
+export { type CombineOptions, type CombineResult, type WeightedAdapter, combineAdapters } from './combine.js';
+export { type RowGroups, groupRows } from './mixed-batch.js';
 export { disableWasmMatMulFastPath, enableWasmMatMulFastPath, wasmMatMulFastPathEnabled } from './wasm-matmul.js';

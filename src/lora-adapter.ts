@@ -70,15 +70,28 @@ export function loraScale(config: Pick<ResolvedLoRAConfig, 'alpha' | 'rank' | 'u
   return config.useRsLora ? config.alpha / Math.sqrt(config.rank) : config.alpha / config.rank;
 }
 
-/** Allocate a fresh adapter: A random, B zero, so the layer's output starts unchanged. */
+/** Given factors for a new adapter (copied): A `[in, r]`, B `[r, out]`. */
+export interface AdapterFactors {
+  A: tf.Tensor2D;
+  B: tf.Tensor2D;
+}
+
+/**
+ * Allocate an adapter. Without `initial`: A random, B zero, so the layer's output starts
+ * unchanged. With it: copies of the given factors (shapes checked by the caller).
+ */
 export function createAdapter(
   name: string,
   config: ResolvedLoRAConfig,
   inFeatures: number,
   outFeatures: number,
+  initial?: AdapterFactors,
 ): LoRAAdapter {
   const rng = new Rng(config.seed);
   const r = config.rank;
+  if (initial !== undefined) {
+    return { name, config, scale: loraScale(config), A: tf.variable(initial.A, true), B: tf.variable(initial.B, true), rng };
+  }
   const initialA =
     config.init === 'gaussian'
       ? randomNormal<tf.Rank.R2>([inFeatures, r], rng, 1 / Math.sqrt(r))

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {
+  type AdapterFactors,
   type LoRAAdapter,
   type LoRAConfig,
   adapterParameterCount,
@@ -8,6 +9,7 @@ import {
   resolveLoRAConfig,
 } from './lora-adapter.js';
 import { type GradientPath, type FrozenLinear, linearForward } from './lora-forward.js';
+import { type RowGroups, mixedLowRankDelta } from './mixed-batch.js';
 import type { ParameterCounts } from './params.js';
 import { Rng, randomNormal } from './random.js';
 import { withRows } from './rows.js';
@@ -146,16 +148,40 @@ export class LoRALinear {
     return this.adapter().scale;
   }
 
-  /** Add a fresh adapter (A random, B zero). It becomes active if none is. */
-  addAdapter(name: string, config: LoRAConfig = {}): LoRAAdapter {
+  /**
+   * Add an adapter: fresh (A random, B zero), or with given factors (copied). It becomes
+   * active if none is.
+   */
+  addAdapter(name: string, config: LoRAConfig = {}, initial?: AdapterFactors): LoRAAdapter {
     this.assertLive();
     if (typeof name !== 'string' || name === '') invalid(WHERE, 'name', name, 'a non-empty string');
     if (this.adapters.has(name)) invalid(WHERE, 'name', name, 'a name not already used by an adapter of this layer');
-    const resolved = resolveLoRAConfig(WHERE, config, this.inFeatures, this.outFeatures);
-    const adapter = createAdapter(name, resolved, this.inFeatures, this.outFeatures);
+    const resolved = this.checkAdapter(config, initial);
+    const adapter = createAdapter(name, resolved, this.inFeatures, this.outFeatures, initial);
     this.adapters.set(name, adapter);
     if (this.activeName === null && this.mergedName === null) this.activeName = name;
     return adapter;
+  }
+
+  /** Replace adapter `name` (not merged) by a new one, in place: it stays active if it was. */
+  replaceAdapter(name: string, config: LoRAConfig = {}, initial?: AdapterFactors): LoRAAdapter {
+    const old = this.adapter(name);
+    if (this.mergedName === name) throw new Error(`${WHERE}: adapter ${describe(name)} is merged; call unmerge() before replacing it`);
+    const resolved = this.checkAdapter(config, initial);
+    const adapter = createAdapter(name, resolved, this.inFeatures, this.outFeatures, initial);
+    this.adapters.set(name, adapter); // Map keeps the original insertion position
+    disposeAdapter(old);
+    return adapter;
+  }
+
+  /** Check a config (and given factors) against this layer before anything is allocated. */
+  checkAdapter(config: LoRAConfig, initial?: AdapterFactors) {
+    const resolved = resolveLoRAConfig(WHERE, config, this.inFeatures, this.outFeatures);
+    if (initial !== undefined) {
+      checkShape(WHERE, 'A', initial.A, [this.inFeatures, resolved.rank]);
+      checkShape(WHERE, 'B', initial.B, [resolved.rank, this.outFeatures]);
+    }
+    return resolved;
   }
 
   /** Make `name` the adapter forward passes use; null runs the base alone. */
@@ -228,6 +254,23 @@ export class LoRALinear {
   /** Inference: no dropout, nothing recorded for gradients. */
   predict(x: tf.Tensor): tf.Tensor {
     return this.apply(x, { training: false });
+  }
+
+  /**
+   * Inference on a mixed batch: rows `[n, in]` grouped by adapter (see `groupRows`). The
+   * base matMul runs once for all rows; each adapter's low-rank product once for its rows.
+   */
+  predictMixed(rows: tf.Tensor2D, groups: RowGroups): tf.Tensor2D {
+    this.assertLive();
+    this.checkInput(rows);
+    if (this.mergedName !== null) {
+      throw new Error(`${WHERE}: adapter ${describe(this.mergedName)} is merged into the weight; call unmerge() before mixing adapters in a batch`);
+    }
+    const adapters = groups.names.map((n) => this.adapter(n));
+    return tf.tidy(() => {
+      const base = linearForward(rows, this.base, null, { dropout: null, path: 'autodiff', needsInputGrad: false });
+      return tf.add(base, mixedLowRankDelta(rows, groups, adapters, this.outFeatures)) as tf.Tensor2D;
+    });
   }
 
   // ---- merging -------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { type LoRAConfig, resolveLoRAConfig } from './lora-adapter.js';
+import { type AdapterFactors, type LoRAConfig, resolveLoRAConfig } from './lora-adapter.js';
 import type { GradientPath } from './lora-forward.js';
 import { LoRALinear } from './lora-linear.js';
 import { MLP, checkModelInput } from './mlp.js';
@@ -8,6 +8,7 @@ import { layerSeed } from './model.js';
 import { type ParameterCounts, sumCounts } from './params.js';
 import { Rng, randomUniform } from './random.js';
 import { withRows } from './rows.js';
+import { groupRows } from './mixed-batch.js';
 import { checkDims, checkInteger, checkOneOf, invalid } from './validate.js';
 
 /** Options of {@link LoRAMLP}: the adapter's config plus how the random base is drawn. */
@@ -109,8 +110,34 @@ export class LoRAMLP implements Model {
     );
   }
 
-  predict(x: tf.Tensor): tf.Tensor {
-    return this.apply(x, { training: false });
+  /**
+   * Inference. With `adapters` (one adapter name, or null for the base, per row of x), a
+   * mixed batch: every row is computed with its own adapter in one pass over the base
+   * weights, whichever adapter is active.
+   */
+  predict(x: tf.Tensor, options: { adapters?: readonly (string | null)[] } = {}): tf.Tensor {
+    if (options.adapters === undefined) return this.apply(x, { training: false });
+    checkModelInput('LoRAMLP', x, this.dims[0]);
+    const rowCount = x.size / this.dims[0];
+    const names = options.adapters;
+    if (!Array.isArray(names) || names.length !== rowCount) {
+      invalid('LoRAMLP.predict', 'adapters', names, `an array of ${rowCount} adapter names or nulls, one per row of x`);
+    }
+    const known = this.adapterNames();
+    const unknown = names.find((n) => n !== null && !known.includes(n as string));
+    if (unknown !== undefined) invalid('LoRAMLP.predict', 'adapters', unknown, `adapter names from ${JSON.stringify(known)} or null`);
+    if (this.merged) throw new Error('LoRAMLP.predict: an adapter is merged into the weights; call unmerge() before mixing adapters in a batch');
+    const groups = groupRows(names);
+    return withRows(x, this.dims[this.dims.length - 1], (rows) =>
+      tf.tidy(() => {
+        let h: tf.Tensor2D = rows;
+        this.layers.forEach((layer, i) => {
+          h = layer.predictMixed(h, groups);
+          if (i < this.layers.length - 1) h = tf.relu(h);
+        });
+        return h;
+      }),
+    );
   }
 
   trainableVariables(): tf.Variable[] {
@@ -123,14 +150,42 @@ export class LoRAMLP implements Model {
 
   // ---- adapters ------------------------------------------------------------------------
 
-  /** Add an adapter called `name` to every layer. */
-  addAdapter(name: string, config: LoRAConfig = {}): void {
-    LoRAMLP.checkConfig(this.dims, config);
+  /**
+   * Add an adapter called `name` to every layer: fresh, or with given factors per layer
+   * (`initial[i]` for layer i, copied). Everything is checked before anything is allocated.
+   */
+  addAdapter(name: string, config: LoRAConfig = {}, initial?: readonly AdapterFactors[]): void {
+    if (typeof name !== 'string' || name === '') invalid('LoRAMLP', 'name', name, 'a non-empty string');
     if (this.layers[0].adapterNames().includes(name)) {
       invalid('LoRAMLP', 'name', name, 'a name not already used by an adapter of this model');
     }
+    this.checkAdapter(config, initial);
     const seed = config.seed ?? 0;
-    this.layers.forEach((l, i) => l.addAdapter(name, { ...config, seed: layerSeed(seed, i) }));
+    this.layers.forEach((l, i) => l.addAdapter(name, { ...config, seed: layerSeed(seed, i) }, initial?.[i]));
+  }
+
+  /** Replace adapter `name` in every layer (checked first; the model is unchanged on error). */
+  replaceAdapter(name: string, config: LoRAConfig = {}, initial?: readonly AdapterFactors[]): void {
+    this.layers[0].adapter(name); // validates the name
+    if (this.layers[0].mergedAdapter === name) throw new Error(`LoRAMLP: adapter ${JSON.stringify(name)} is merged; call unmerge() before replacing it`);
+    this.checkAdapter(config, initial);
+    const seed = config.seed ?? 0;
+    this.layers.forEach((l, i) => l.replaceAdapter(name, { ...config, seed: layerSeed(seed, i) }, initial?.[i]));
+  }
+
+  private checkAdapter(config: LoRAConfig, initial?: readonly AdapterFactors[]): void {
+    LoRAMLP.checkConfig(this.dims, config);
+    if (initial !== undefined) {
+      if (!Array.isArray(initial) || initial.length !== this.layers.length) {
+        invalid('LoRAMLP', 'initial', initial, `one { A, B } per layer (${this.layers.length})`);
+      }
+      this.layers.forEach((l, i) => l.checkAdapter(config, initial[i]));
+    }
+  }
+
+  /** Parameter counts of one adapter (its A and B in every layer). */
+  adapterParameterCount(name: string): number {
+    return this.layers.reduce((n, l) => n + l.adapter(name).A.size + l.adapter(name).B.size, 0);
   }
 
   /** Use adapter `name` in every layer; null runs the frozen base alone. */

@@ -54,3 +54,15 @@ export function scalarOf(fn: () => tf.Tensor): number {
   t.dispose();
   return v;
 }
+
+/** A safetensors file from a raw header (object or exact text) and data bytes. */
+export function rawFile(header: object | string, data: Uint8Array = new Uint8Array(0), headerLength?: bigint): Uint8Array {
+  const text = typeof header === 'string' ? header : JSON.stringify(header);
+  const h = new TextEncoder().encode(text);
+  const out = new Uint8Array(8 + h.length + data.length);
+  new DataView(out.buffer).setBigUint64(0, headerLength ?? BigInt(h.length), true);
+  out.set(h, 8);
+  out.set(data, 8 + h.length);
+  return out;
+}
+

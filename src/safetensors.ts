@@ -1,0 +1,193 @@
+/**
+ * The safetensors format, as bytes (no file I/O, so it also runs in a browser):
+ * an 8-byte little-endian header length N, N bytes of UTF-8 JSON
+ * `{ name: { dtype, shape, data_offsets: [begin, end] }, "__metadata__"?: { string: string } }`,
+ * then the tensor data, offsets relative to its start.
+ *
+ * The reader treats its input as untrusted: every size, offset and dtype is checked
+ * before any data is read, and the data must tile the buffer exactly.
+ */
+
+/** A decoded tensor: float32 values (F16 and BF16 are widened), row-major, with its shape. */
+export interface DecodedTensor {
+  dtype: string;
+  shape: number[];
+  data: Float32Array;
+}
+
+export interface SafetensorsContent {
+  tensors: Map<string, DecodedTensor>;
+  metadata: Record<string, string>;
+}
+
+/** A tensor to encode (always written as F32). */
+export interface EncodableTensor {
+  shape: readonly number[];
+  data: Float32Array;
+}
+
+/** The largest header we accept (the reference implementation's limit). */
+export const MAX_HEADER_BYTES = 100_000_000;
+
+const DTYPE_BYTES: Record<string, number> = {
+  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1, BOOL: 1,
+  F8_E4M3: 1, F8_E5M2: 1,
+};
+const FLOAT_DTYPES = new Set(['F64', 'F32', 'F16', 'BF16']);
+
+/** A malformed or unsupported safetensors buffer. */
+export class SafetensorsError extends Error {
+  constructor(message: string) {
+    super(`safetensors: ${message}`);
+    this.name = 'SafetensorsError';
+  }
+}
+
+/** Encode tensors (sorted by name, contiguous, F32) and string metadata. */
+export function encodeSafetensors(tensors: Record<string, EncodableTensor>, metadata: Record<string, string> = {}): Uint8Array {
+  const names = Object.keys(tensors).sort();
+  const header: Record<string, unknown> = {};
+  if (Object.keys(metadata).length > 0) header.__metadata__ = metadata;
+  let offset = 0;
+  for (const name of names) {
+    const t = tensors[name];
+    const expected = t.shape.reduce((a, b) => a * b, 1);
+    if (t.data.length !== expected) {
+      throw new SafetensorsError(`tensor "${name}" has ${t.data.length} values but shape [${t.shape.join(', ')}] needs ${expected}`);
+    }
+    header[name] = { dtype: 'F32', shape: [...t.shape], data_offsets: [offset, offset + t.data.byteLength] };
+    offset += t.data.byteLength;
+  }
+  let json = JSON.stringify(header);
+  // Pad with spaces so the data starts 8-byte aligned, as the reference writer does.
+  json += ' '.repeat((8 - ((8 + new TextEncoder().encode(json).length) % 8)) % 8);
+  const headerBytes = new TextEncoder().encode(json);
+  const out = new Uint8Array(8 + headerBytes.length + offset);
+  new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
+  out.set(headerBytes, 8);
+  let at = 8 + headerBytes.length;
+  for (const name of names) {
+    const d = tensors[name].data;
+    out.set(new Uint8Array(d.buffer, d.byteOffset, d.byteLength), at);
+    at += d.byteLength;
+  }
+  return out;
+}
+
+/** Decode and validate a safetensors buffer. Float tensors come back as float32. */
+export function decodeSafetensors(bytes: Uint8Array): SafetensorsContent {
+  if (!(bytes instanceof Uint8Array)) throw new SafetensorsError('input is not a Uint8Array');
+  if (bytes.length < 8) throw new SafetensorsError(`file is ${bytes.length} bytes; a safetensors file has at least an 8-byte header length`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const headerLength = view.getBigUint64(0, true);
+  if (headerLength > BigInt(MAX_HEADER_BYTES)) {
+    throw new SafetensorsError(`header length ${headerLength} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
+  }
+  const n = Number(headerLength);
+  if (8 + n > bytes.length) {
+    throw new SafetensorsError(`header length ${n} runs past the end of the file (${bytes.length} bytes)`);
+  }
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + n));
+  } catch {
+    throw new SafetensorsError('header is not valid UTF-8');
+  }
+  let header: unknown;
+  try {
+    header = JSON.parse(text);
+  } catch (err) {
+    throw new SafetensorsError(`header is not valid JSON (${(err as Error).message})`);
+  }
+  if (header === null || typeof header !== 'object' || Array.isArray(header)) {
+    throw new SafetensorsError('header is not a JSON object');
+  }
+  const dataStart = 8 + n;
+  const dataLength = bytes.length - dataStart;
+  const metadata: Record<string, string> = {};
+  const entries: Array<{ name: string; dtype: string; shape: number[]; begin: number; end: number }> = [];
+  for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
+    if (name === '__metadata__') {
+      if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new SafetensorsError('__metadata__ is not an object');
+      for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
+        if (typeof v !== 'string') throw new SafetensorsError(`__metadata__ value "${k}" is not a string`);
+        metadata[k] = v;
+      }
+      continue;
+    }
+    const info = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+    if (info === null || typeof info !== 'object') throw new SafetensorsError(`entry "${name}" is not an object`);
+    if (typeof info.dtype !== 'string' || !(info.dtype in DTYPE_BYTES)) {
+      throw new SafetensorsError(`tensor "${name}" has unknown dtype ${JSON.stringify(info.dtype)}`);
+    }
+    const shape = info.shape;
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      throw new SafetensorsError(`tensor "${name}" has an invalid shape ${JSON.stringify(shape)}`);
+    }
+    const offsets = info.data_offsets;
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) || offsets[1] < offsets[0]) {
+      throw new SafetensorsError(`tensor "${name}" has invalid data_offsets ${JSON.stringify(offsets)}`);
+    }
+    const [begin, end] = offsets as [number, number];
+    const expectedBytes = (shape as number[]).reduce((a, b) => a * b, 1) * DTYPE_BYTES[info.dtype];
+    if (end - begin !== expectedBytes) {
+      throw new SafetensorsError(
+        `tensor "${name}": shape [${(shape as number[]).join(', ')}] of ${info.dtype} needs ${expectedBytes} bytes but its offsets [${begin}, ${end}] span ${end - begin}`,
+      );
+    }
+    if (end > dataLength) throw new SafetensorsError(`tensor "${name}" ends at ${end}, past the end of the data (${dataLength} bytes)`);
+    entries.push({ name, dtype: info.dtype, shape: shape as number[], begin, end });
+  }
+  // The tensors must tile the data exactly: no overlap, no gap, nothing after the last.
+  const sorted = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let cursor = 0;
+  for (const e of sorted) {
+    if (e.begin < cursor) throw new SafetensorsError(`tensor "${e.name}" overlaps the previous tensor (starts at ${e.begin}, previous ends at ${cursor})`);
+    if (e.begin > cursor) throw new SafetensorsError(`gap before tensor "${e.name}" (bytes ${cursor}–${e.begin} belong to no tensor)`);
+    cursor = e.end;
+  }
+  if (cursor !== dataLength) {
+    throw new SafetensorsError(`the data ends at byte ${cursor} of the data section but the file has ${dataLength} bytes of data`);
+  }
+  const tensors = new Map<string, DecodedTensor>();
+  for (const e of entries) {
+    if (!FLOAT_DTYPES.has(e.dtype)) throw new SafetensorsError(`tensor "${e.name}" has dtype ${e.dtype}; only F32, F16, BF16 and F64 tensors can be loaded`);
+    tensors.set(e.name, { dtype: e.dtype, shape: e.shape, data: toFloat32(bytes, dataStart + e.begin, e.end - e.begin, e.dtype) });
+  }
+  return { tensors, metadata };
+}
+
+function toFloat32(bytes: Uint8Array, at: number, length: number, dtype: string): Float32Array {
+  if (dtype === 'F32' && isLittleEndianHost()) return new Float32Array(bytes.slice(at, at + length).buffer);
+  const view = new DataView(bytes.buffer, bytes.byteOffset + at, length);
+  const size = length / DTYPE_BYTES[dtype];
+  const out = new Float32Array(size);
+  for (let i = 0; i < size; i++) {
+    if (dtype === 'F32') out[i] = view.getFloat32(i * 4, true);
+    else if (dtype === 'F64') out[i] = view.getFloat64(i * 8, true);
+    else if (dtype === 'F16') out[i] = halfToFloat(view.getUint16(i * 2, true));
+    else out[i] = bfloat16ToFloat(view.getUint16(i * 2, true));
+  }
+  return out;
+}
+
+/** IEEE 754 half → float. */
+export function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * 2 ** -14 * (frac / 1024);
+  if (exp === 31) return frac === 0 ? sign * Infinity : NaN;
+  return sign * 2 ** (exp - 15) * (1 + frac / 1024);
+}
+
+/** bfloat16 (the top 16 bits of a float32) → float. */
+export function bfloat16ToFloat(b: number): number {
+  const buf = new DataView(new ArrayBuffer(4));
+  buf.setUint32(0, b << 16, false);
+  return buf.getFloat32(0, false);
+}
+
+function isLittleEndianHost(): boolean {
+  return new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+}

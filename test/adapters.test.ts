@@ -1,0 +1,359 @@
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  ADAPTER_CONFIG,
+  ADAPTER_WEIGHTS,
+  LoRAMLP,
+  MLP,
+  combineAdapters,
+  decodeSafetensors,
+  deserializeAdapter,
+  encodeSafetensors,
+  initBackend,
+  loadAdapter,
+  lowRankShiftTask,
+  maxAbsDiff,
+  saveAdapter,
+  serializeAdapter,
+  train,
+  writeDirectoryAtomic,
+  type LowRankShiftTask,
+} from '../src/index.js';
+import { maxRelDiff, rawFile } from './helpers.js';
+
+const DIMS = [12, 16, 10, 6];
+
+/** Give every layer's adapter `name` a non-zero, seeded B, as training would. */
+function trainLike(model: LoRAMLP, name: string, seed: number): void {
+  model.layers.forEach((l, i) => {
+    const b = tf.randomNormal(l.adapter(name).B.shape, 0, 0.3, 'float32', seed * 10 + i);
+    l.adapter(name).B.assign(b as tf.Tensor2D);
+    b.dispose();
+  });
+}
+
+/** Every value the model holds, to prove a failed operation changed nothing. */
+function snapshot(model: LoRAMLP): string {
+  return JSON.stringify({
+    names: model.adapterNames(),
+    active: model.activeAdapter,
+    values: model.layers.map((l) => [Array.from(l.weight.dataSync()), ...l.adapterNames().flatMap((n) => [Array.from(l.adapter(n).A.dataSync()), Array.from(l.adapter(n).B.dataSync()), l.adapter(n).config])]),
+  });
+}
+
+describe('adapters as files, sets, combinations and mixed batches', () => {
+  let base: MLP;
+  let dir: string;
+  let tensorsAtStart: number;
+  beforeAll(async () => {
+    await initBackend('wasm');
+    tensorsAtStart = tf.memory().numTensors;
+    base = new MLP(DIMS, { seed: 3 });
+    dir = mkdtempSync(join(tmpdir(), 'lora-adapters-'));
+  });
+  afterAll(() => {
+    base.dispose();
+    rmSync(dir, { recursive: true, force: true });
+    expect(tf.memory().numTensors).toBe(tensorsAtStart); // every test freed what it made
+  });
+
+  describe('save and load (PEFT layout)', () => {
+    it('writes PEFT keys, PyTorch shapes, F32, format "pt" and the config fields', () => {
+      const model = LoRAMLP.fromBase(base, { rank: 3, alpha: 6, dropout: 0.1, seed: 1 });
+      trainLike(model, 'default', 1);
+      const target = join(dir, 'layout');
+      const { weightsBytes } = saveAdapter(model, target);
+      expect(readdirSync(target).sort()).toEqual([ADAPTER_CONFIG, ADAPTER_WEIGHTS]);
+      const file = decodeSafetensors(new Uint8Array(readFileSync(join(target, ADAPTER_WEIGHTS))));
+      expect(weightsBytes).toBe(readFileSync(join(target, ADAPTER_WEIGHTS)).length);
+      expect(file.metadata).toEqual({ format: 'pt' });
+      expect([...file.tensors.keys()].sort()).toEqual(
+        ['fc1', 'fc2', 'fc3'].flatMap((m) => [`base_model.model.${m}.lora_A.weight`, `base_model.model.${m}.lora_B.weight`]).sort(),
+      );
+      expect(file.tensors.get('base_model.model.fc1.lora_A.weight')!.shape).toEqual([3, 12]); // [r, in]
+      expect(file.tensors.get('base_model.model.fc3.lora_B.weight')!.shape).toEqual([6, 3]); // [out, r]
+      expect(file.tensors.get('base_model.model.fc2.lora_A.weight')!.dtype).toBe('F32');
+      // Stored transposed: lora_A.weight[j][i] = A[i][j].
+      const A = model.layers[0].A.arraySync();
+      const stored = file.tensors.get('base_model.model.fc1.lora_A.weight')!.data;
+      expect(stored[1 * 12 + 5]).toBe(A[5][1]);
+      const config = JSON.parse(readFileSync(join(target, ADAPTER_CONFIG), 'utf8'));
+      expect(config).toMatchObject({ peft_type: 'LORA', r: 3, lora_alpha: 6, use_rslora: false, target_modules: ['fc1', 'fc2', 'fc3'], lora_dropout: 0.1, bias: 'none' });
+      expect(config.lora_tfjs_base_layers).toEqual({ fc1: [12, 16], fc2: [16, 10], fc3: [10, 6] });
+      model.dispose();
+    });
+
+    it('round-trips: a saved adapter loads into a fresh model and reproduces its outputs to 1e-6', () => {
+      const model = LoRAMLP.fromBase(base, { rank: 4, alpha: 2, useRsLora: true, seed: 2 });
+      trainLike(model, 'default', 2);
+      saveAdapter(model, join(dir, 'trip'));
+      const fresh = LoRAMLP.fromBase(base, { rank: 1, seed: 9 }); // a different fresh adapter, replaced by the load
+      expect(loadAdapter(fresh, join(dir, 'trip'))).toBe('default');
+      expect(fresh.layers[0].adapter('default').config).toMatchObject({ rank: 4, alpha: 2, useRsLora: true });
+      const x = tf.randomNormal([7, 12], 0, 1, 'float32', 4);
+      const a = model.predict(x);
+      const b = fresh.predict(x);
+      expect(maxAbsDiff(a, b)).toBeLessThan(1e-6);
+      const plain = base.predict(x);
+      expect(maxAbsDiff(a, plain)).toBeGreaterThan(1e-3); // the adapter matters
+      tf.dispose([x, a, b, plain]);
+      // Loading under another name adds a second adapter.
+      loadAdapter(fresh, join(dir, 'trip'), { adapterName: 'copy' });
+      expect(fresh.adapterNames()).toEqual(['default', 'copy']);
+      model.dispose();
+      fresh.dispose();
+    });
+
+    it('ignores unknown config fields with a warning, and loads F16 / BF16 files as float32', () => {
+      const model = LoRAMLP.fromBase(base, { rank: 2, seed: 3 });
+      trainLike(model, 'default', 3);
+      const { weights, config } = serializeAdapter(model);
+      const warnings: string[] = [];
+      const target = LoRAMLP.fromBase(base, { rank: 2 });
+      deserializeAdapter(target, { weights, config: { ...config, some_future_field: 1, another: 'x' } }, { onWarning: (m) => warnings.push(m) });
+      expect(warnings).toEqual(['loadAdapter: ignoring unknown adapter_config.json field(s): some_future_field, another']);
+      // The same adapter as F16 and as BF16 (what PyTorch users often save).
+      const decoded = decodeSafetensors(weights);
+      for (const dtype of ['F16', 'BF16'] as const) {
+        const header: Record<string, unknown> = {};
+        const chunks: number[] = [];
+        for (const [key, t] of [...decoded.tensors.entries()].sort()) {
+          header[key] = { dtype, shape: t.shape, data_offsets: [chunks.length * 2, (chunks.length + t.data.length) * 2] };
+          for (const v of t.data) chunks.push(dtype === 'F16' ? toHalf(v) : toBf16(v));
+        }
+        const file = rawFile(header, new Uint8Array(new Uint16Array(chunks).buffer));
+        deserializeAdapter(target, { weights: file, config }, { adapterName: dtype });
+        const x = tf.randomNormal([3, 12], 0, 1, 'float32', 5);
+        target.setActiveAdapter(dtype);
+        const y16 = target.predict(x);
+        const y32 = model.predict(x);
+        expect(maxRelDiff(y16, y32)).toBeLessThan(dtype === 'F16' ? 5e-3 : 2e-2);
+        tf.dispose([x, y16, y32]);
+      }
+      model.dispose();
+      target.dispose();
+    });
+
+    it('refuses a bad file or config with a clear error and leaves the model exactly as it was', () => {
+      const source = LoRAMLP.fromBase(base, { rank: 2, seed: 4 });
+      trainLike(source, 'default', 4);
+      const { weights, config } = serializeAdapter(source);
+      const model = LoRAMLP.fromBase(base, { rank: 3, seed: 5 });
+      trainLike(model, 'default', 5);
+      model.addAdapter('other', { rank: 1 });
+      const before = snapshot(model);
+      const tensorsBefore = tf.memory().numTensors;
+      const decoded = decodeSafetensors(weights);
+      const tensorsOf = (edit: (m: Map<string, { shape: number[]; data: Float32Array }>) => void) => {
+        const m = new Map([...decoded.tensors].map(([k, v]) => [k, { shape: [...v.shape], data: v.data }]));
+        edit(m);
+        return encodeSafetensors(Object.fromEntries(m), { format: 'pt' });
+      };
+      const cases: Array<[string, { weights: Uint8Array; config: unknown }, RegExp]> = [
+        ['a truncated file', { weights: weights.subarray(0, 6), config }, /file is 6 bytes/],
+        ['trailing bytes', { weights: new Uint8Array([...weights, 0, 0, 0, 0]), config }, /the data ends at byte \d+ of the data section but the file has \d+ bytes of data/],
+        ['a missing key', { weights: tensorsOf((m) => m.delete('base_model.model.fc2.lora_B.weight')), config }, /missing tensor keys: base_model\.model\.fc2\.lora_B\.weight/],
+        [
+          'an unexpected key',
+          { weights: tensorsOf((m) => m.set('base_model.model.fc9.lora_A.weight', { shape: [1], data: new Float32Array(1) })), config },
+          /unexpected tensor keys: base_model\.model\.fc9\.lora_A\.weight/,
+        ],
+        [
+          'a shape that does not fit the model',
+          { weights: tensorsOf((m) => m.set('base_model.model.fc2.lora_A.weight', { shape: [2, 15], data: new Float32Array(30) })), config },
+          /fc2\.lora_A\.weight has shape \[2, 15\] but the model's fc2 \(16 → 10\) at r = 2 needs \[2, 16\]/,
+        ],
+        ['a rank that disagrees with the tensors', { weights, config: { ...config, r: 3 } }, /fc1\.lora_A\.weight has shape \[2, 12\] but the model's fc1 \(12 → 16\) at r = 3 needs \[3, 12\]/],
+        ['another base', { weights, config: { ...config, lora_tfjs_base_layers: { ...config.lora_tfjs_base_layers, fc2: [16, 11] } } }, /made for fc2 of size \[16,11\] but this model's fc2 is \[16, 10\]/],
+        ['not LoRA', { weights, config: { ...config, peft_type: 'IA3' } }, /peft_type = "IA3" is invalid; expected "LORA"/],
+        ['DoRA', { weights, config: { ...config, use_dora: true } }, /use_dora = true is invalid/],
+        ['a subset of modules', { weights, config: { ...config, target_modules: ['fc1', 'fc2'] } }, /target_modules = \["fc1","fc2"\] is invalid; expected \["fc1","fc2","fc3"\]/],
+        ['trained biases', { weights, config: { ...config, bias: 'all' } }, /bias = "all" is invalid/],
+        ['a config that is not JSON', { weights, config: '{oops' }, /adapter_config\.json is not valid JSON/],
+        ['NaN weights', { weights: tensorsOf((m) => m.get('base_model.model.fc1.lora_B.weight')!.data.fill(NaN)), config }, /fc1: tensor values are not all finite/],
+      ];
+      for (const [what, input, message] of cases) {
+        expect(() => deserializeAdapter(model, input, { onWarning: () => undefined }), what).toThrow(message);
+        expect(snapshot(model), what).toBe(before);
+        expect(tf.memory().numTensors, what).toBe(tensorsBefore);
+      }
+      expect(() => loadAdapter(model, join(dir, 'does-not-exist'))).toThrow(/adapter_model\.safetensors does not exist/);
+      model.merge();
+      expect(() => deserializeAdapter(model, { weights, config })).toThrow(/merged; call unmerge\(\) before replacing it/);
+      model.unmerge();
+      source.dispose();
+      model.dispose();
+    });
+
+    it('writes atomically: a failed save leaves the previous adapter and no temporary files', () => {
+      const model = LoRAMLP.fromBase(base, { rank: 2, seed: 6 });
+      trainLike(model, 'default', 6);
+      const target = join(dir, 'atomic');
+      saveAdapter(model, target);
+      writeFileSync(join(target, 'README.md'), 'notes');
+      const good = readFileSync(join(target, ADAPTER_WEIGHTS));
+      // A write that fails halfway (the second file's folder does not exist).
+      expect(() => writeDirectoryAtomic(target, { [ADAPTER_WEIGHTS]: new Uint8Array([1, 2, 3]), 'missing/sub.json': '{}' })).toThrow(/ENOENT/);
+      expect(readFileSync(join(target, ADAPTER_WEIGHTS)).equals(good)).toBe(true);
+      expect(readdirSync(dir).filter((f) => f.includes('.tmp-') || f.includes('.old-'))).toEqual([]);
+      // A successful save replaces the adapter files and keeps the others.
+      trainLike(model, 'default', 7);
+      saveAdapter(model, target);
+      expect(readFileSync(join(target, ADAPTER_WEIGHTS)).equals(good)).toBe(false);
+      expect(readFileSync(join(target, 'README.md'), 'utf8')).toBe('notes');
+      expect(existsSync(join(target, ADAPTER_CONFIG))).toBe(true);
+      model.dispose();
+    });
+  });
+
+  describe('several named adapters on one frozen base', () => {
+    let task: LowRankShiftTask;
+    beforeAll(() => {
+      task = lowRankShiftTask({ dims: DIMS, shiftRank: 1, samples: 128, tasks: 2, seed: 8 });
+    });
+    afterAll(() => task.dispose());
+
+    it('add, select, disable, delete, list; each trains alone; counts per adapter; merge the active one', async () => {
+      const model = LoRAMLP.fromBase(task.base, { rank: 2, adapterName: 'a', seed: 1 });
+      model.addAdapter('b', { rank: 3, seed: 2 });
+      expect(model.adapterNames()).toEqual(['a', 'b']);
+      expect(model.activeAdapter).toBe('a');
+      expect(model.adapterParameterCount('a')).toBe(2 * (12 + 16) + 2 * (16 + 10) + 2 * (10 + 6));
+      expect(model.adapterParameterCount('b')).toBe(3 * (12 + 16) + 3 * (16 + 10) + 3 * (10 + 6));
+      expect(model.parameterCounts().lora).toBe(model.adapterParameterCount('a') + model.adapterParameterCount('b'));
+      await train(model, { x: task.x, y: task.tasks[0].y, steps: 30, learningRate: 1e-2 });
+      const aValues = model.layers.map((l) => Array.from(l.adapter('a').B.dataSync()));
+      const baseValues = model.layers.map((l) => Array.from(l.weight.dataSync()));
+      model.setActiveAdapter('b');
+      expect(model.parameterCounts().trainable).toBe(model.adapterParameterCount('b'));
+      await train(model, { x: task.x, y: task.tasks[1].y, steps: 30, learningRate: 1e-2 });
+      model.layers.forEach((l, i) => {
+        expect(Array.from(l.adapter('a').B.dataSync())).toEqual(aValues[i]); // training b never touches a
+        expect(Array.from(l.weight.dataSync())).toEqual(baseValues[i]); // nor the base
+      });
+      model.setActiveAdapter(null); // disable all: the base alone
+      const off = model.predict(task.xTest);
+      const ref = task.base.predict(task.xTest);
+      expect(maxAbsDiff(off, ref)).toBe(0);
+      model.setActiveAdapter('b');
+      const onB = model.predict(task.xTest);
+      model.merge();
+      const merged = model.predict(task.xTest);
+      expect(maxRelDiff(merged, onB)).toBeLessThan(1e-5);
+      expect(() => model.setActiveAdapter('a')).toThrow(/while "b" is merged/);
+      model.unmerge();
+      model.deleteAdapter('a');
+      expect(model.adapterNames()).toEqual(['b']);
+      expect(() => model.setActiveAdapter('a')).toThrow('adapter name = "a" is invalid');
+      tf.dispose([off, ref, onB, merged]);
+      model.dispose();
+    });
+  });
+
+  describe('combination', () => {
+    it('cat: the new delta equals the weighted sum of the source deltas (PEFT\'s linear does not)', () => {
+      const model = LoRAMLP.fromBase(base, { rank: 2, alpha: 4, adapterName: 'p', seed: 1 });
+      model.addAdapter('q', { rank: 3, alpha: 1, seed: 2 });
+      trainLike(model, 'p', 1);
+      trainLike(model, 'q', 2);
+      const w = { p: 0.7, q: -1.3 };
+      const result = combineAdapters(model, [{ name: 'p', weight: w.p }, { name: 'q', weight: w.q }], 'mix');
+      expect(result).toMatchObject({ name: 'mix', rank: 5, method: 'cat' });
+      model.layers.forEach((l) => {
+        const delta = (n: string) => tf.tidy(() => tf.mul(tf.matMul(l.adapter(n).A, l.adapter(n).B), l.adapter(n).scale));
+        const [dp, dq, dmix] = [delta('p'), delta('q'), delta('mix')];
+        const wanted = tf.tidy(() => tf.add(tf.mul(dp, w.p), tf.mul(dq, w.q)));
+        expect(maxRelDiff(dmix, wanted)).toBeLessThan(1e-5);
+        // PEFT's "linear": A = Σ√(w·s)·Aᵢ, B = Σ√(w·s)·Bᵢ (equal ranks required: use p twice).
+        const peftLinear = tf.tidy(() => {
+          const a = l.adapter('p');
+          const c1 = Math.sqrt(0.3 * a.scale);
+          const c2 = Math.sqrt(0.7 * a.scale);
+          return tf.matMul(tf.add(tf.mul(a.A, c1), tf.mul(a.A, c2)), tf.add(tf.mul(a.B, c1), tf.mul(a.B, c2)));
+        });
+        const weightedSum = tf.tidy(() => tf.add(tf.mul(dp, 0.3), tf.mul(dp, 0.7)));
+        expect(maxRelDiff(peftLinear, weightedSum)).toBeGreaterThan(0.1); // cross terms: (√.3+√.7)² ≠ 1
+        tf.dispose([dp, dq, dmix, wanted, peftLinear, weightedSum]);
+      });
+      // Outputs follow: the combined adapter's output change is the weighted sum's.
+      model.dispose();
+    });
+
+    it('svd: truncates to the chosen rank with the optimal error, and is exact at full rank', () => {
+      const model = LoRAMLP.fromBase(base, { rank: 3, adapterName: 'p', seed: 3 });
+      model.addAdapter('q', { rank: 3, seed: 4 });
+      trainLike(model, 'p', 3);
+      trainLike(model, 'q', 4);
+      const sources = [{ name: 'p', weight: 1 }, { name: 'q', weight: 0.5 }];
+      const exact = combineAdapters(model, sources, 'exact', { method: 'svd', rank: 6 });
+      const cut = combineAdapters(model, sources, 'cut', { method: 'svd', rank: 2 });
+      expect(() => combineAdapters(model, [...sources, sources[0]], 'too-big')).toThrow(/they sum to 9 — use method "svd" with a rank/);
+      expect(() => combineAdapters(model, sources, 'x', { method: 'svd', rank: 0 })).toThrow('combineAdapters: rank = undefined is invalid'.replace('undefined', '0'));
+      model.layers.forEach((l, i) => {
+        const delta = (n: string) => tf.tidy(() => tf.mul(tf.matMul(l.adapter(n).A, l.adapter(n).B), l.adapter(n).scale));
+        const target = tf.tidy(() => tf.add(delta('p'), tf.mul(delta('q'), 0.5)));
+        const dExact = delta('exact');
+        const dCut = delta('cut');
+        expect(maxRelDiff(dExact, target)).toBeLessThan(1e-4);
+        expect(exact.relativeError[i]).toBeLessThan(1e-6);
+        // Measured error of the rank-2 cut equals the dropped singular values' share.
+        const measured = tf.tidy(() => tf.div(tf.norm(tf.sub(dCut, target)), tf.norm(target)).dataSync()[0]);
+        expect(measured).toBeCloseTo(cut.relativeError[i], 4);
+        expect(cut.relativeError[i]).toBeGreaterThan(0.01);
+        tf.dispose([target, dExact, dCut]);
+      });
+      expect(model.layers[0].adapter('cut').config.rank).toBe(2);
+      model.dispose();
+    });
+  });
+
+  describe('mixed-adapter batches', () => {
+    it('computes each row with its own adapter (or the base), equal to running each row alone', () => {
+      const model = LoRAMLP.fromBase(base, { rank: 2, adapterName: 'a', seed: 1 });
+      model.addAdapter('b', { rank: 4, seed: 2 });
+      trainLike(model, 'a', 1);
+      trainLike(model, 'b', 2);
+      const x = tf.randomNormal([6, 12], 0, 1, 'float32', 7);
+      const names = ['b', null, 'a', 'a', 'b', null];
+      const before = tf.memory().numTensors;
+      const mixed = model.predict(x, { adapters: names });
+      expect(tf.memory().numTensors).toBe(before + 1);
+      expect(model.activeAdapter).toBe('a'); // untouched
+      names.forEach((n, i) => {
+        model.setActiveAdapter(n);
+        const row = x.slice([i, 0], [1, 12]);
+        const alone = model.predict(row);
+        const got = mixed.slice([i, 0], [1, 6]);
+        expect(maxAbsDiff(got, alone), `row ${i} (${n})`).toBeLessThan(1e-6);
+        tf.dispose([row, alone, got]);
+      });
+      model.setActiveAdapter('a');
+      expect(() => model.predict(x, { adapters: ['a'] })).toThrow('LoRAMLP.predict: adapters = ["a"] is invalid; expected an array of 6 adapter names or nulls, one per row of x');
+      expect(() => model.predict(x, { adapters: ['a', 'a', 'a', 'zz', null, null] })).toThrow('adapters = "zz" is invalid');
+      model.merge();
+      expect(() => model.predict(x, { adapters: names })).toThrow(/call unmerge\(\) before mixing adapters/);
+      model.unmerge();
+      tf.dispose([x, mixed]);
+      model.dispose();
+    });
+  });
+});
+
+function toHalf(v: number): number {
+  const f = new Float32Array([v]);
+  const bits = new Uint32Array(f.buffer)[0];
+  const sign = (bits >>> 16) & 0x8000;
+  const exp = ((bits >>> 23) & 0xff) - 127 + 15;
+  const mant = bits & 0x7fffff;
+  if (exp <= 0) return sign;
+  if (exp >= 31) return sign | 0x7c00;
+  return sign | (exp << 10) | Math.round(mant / 8192);
+}
+
+function toBf16(v: number): number {
+  const bits = new Uint32Array(new Float32Array([v]).buffer)[0];
+  return Math.round(bits / 65536) & 0xffff;
+}
