@@ -3,8 +3,8 @@ import type { LoRAAdapter } from './lora-adapter.js';
 
 /**
  * Mixed-adapter batches: every row of a batch names its own adapter (or none). The base
- * matMul runs once over the whole batch; the low-rank products run once per adapter over
- * that adapter's rows, and one gather puts the rows back in batch order.
+ * matMul runs once over the whole batch, and so do the low-rank products: the adapters'
+ * factors are stacked and a mask keeps each row's own adapter.
  */
 
 /** Rows of a batch grouped by adapter. */
@@ -15,8 +15,6 @@ export interface RowGroups {
   rows: Int32Array[];
   /** Rows that use no adapter. */
   baseRows: Int32Array;
-  /** For each row of the batch, its position in the grouped order (groups…, then base rows). */
-  inverse: Int32Array;
 }
 
 /** Group a batch's rows by the adapter each one names (null: the base alone). Pure. */
@@ -33,22 +31,29 @@ export function groupRows(rowAdapters: readonly (string | null)[]): RowGroups {
   });
   const names = [...index.keys()];
   const rows = names.map((n) => Int32Array.from(index.get(n) as number[]));
-  const inverse = new Int32Array(rowAdapters.length);
-  let position = 0;
-  for (const r of [...rows, Int32Array.from(base)]) for (const i of r) inverse[i] = position++;
-  return { names, rows, baseRows: Int32Array.from(base), inverse };
+  return { names, rows, baseRows: Int32Array.from(base) };
 }
 
-/** The per-row LoRA term s·(x·A)·B, each row with its own adapter, zero for base rows. */
+/**
+ * The per-row LoRA term s·(x·A)·B, each row with its own adapter, zero for base rows, as two
+ * matMuls for the whole batch: the adapters' factors side by side, A_cat = [A₁ … Aₙ] and
+ * B_cat = [s₁B₁; …; sₙBₙ], and a 0/1 mask keeping each row's own block of x·A_cat.
+ */
 export function mixedLowRankDelta(x: tf.Tensor2D, groups: RowGroups, adapters: readonly LoRAAdapter[], outFeatures: number): tf.Tensor2D {
+  const n = x.shape[0];
+  if (adapters.length === 0) return tf.zeros<tf.Rank.R2>([n, outFeatures]);
+  const ranks = adapters.map((a) => a.config.rank);
+  const total = ranks.reduce((p, r) => p + r, 0);
+  const mask = new Float32Array(n * total);
+  let column = 0;
+  groups.rows.forEach((rows, j) => {
+    for (const i of rows) mask.fill(1, i * total + column, i * total + column + ranks[j]);
+    column += ranks[j];
+  });
   return tf.tidy(() => {
-    const parts: tf.Tensor2D[] = groups.names.map((_, j) => {
-      const a = adapters[j];
-      const rows = tf.gather(x, tf.tensor1d(groups.rows[j], 'int32')) as tf.Tensor2D;
-      return tf.mul(tf.matMul(tf.matMul(rows, a.A), a.B), a.scale) as tf.Tensor2D;
-    });
-    if (groups.baseRows.length > 0) parts.push(tf.zeros<tf.Rank.R2>([groups.baseRows.length, outFeatures]));
-    const grouped = parts.length === 1 ? parts[0] : tf.concat(parts, 0);
-    return tf.gather(grouped, tf.tensor1d(groups.inverse, 'int32')) as tf.Tensor2D;
+    const A = adapters.length === 1 ? adapters[0].A : tf.concat(adapters.map((a) => a.A), 1);
+    const B = tf.concat(adapters.map((a) => tf.mul(a.B, a.scale)), 0);
+    const xa = tf.mul(tf.matMul(x, A), tf.tensor2d(mask, [n, total]));
+    return tf.matMul(xa, B) as tf.Tensor2D;
   });
 }
