@@ -202,9 +202,12 @@ export class LoRAMLP implements Model {
     return this.layers[0].adapterNames();
   }
 
+  /** Remove adapter `name` from every layer (it must not be merged). */
   deleteAdapter(name: string): void {
-    this.layers[0].adapter(name); // validates the name first
-    if (this.layers[0].mergedAdapter === name) this.layers[0].deleteAdapter(name); // throws the merged error
+    this.layers[0].adapter(name); // validates the name before any layer changes
+    if (this.layers[0].mergedAdapter === name) {
+      throw new Error(`LoRAMLP: adapter ${JSON.stringify(name)} is merged; call unmerge() before deleting it`);
+    }
     for (const l of this.layers) l.deleteAdapter(name);
   }
 
