@@ -18,11 +18,10 @@ import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ResultPromise } from 'execa';
 import { moveAtomic, writeFileAtomic } from './lib/atomic.js';
 import { type DocEntry, indexHtml, renderPages } from './lib/docs.js';
 import { type GoldenCheck, compareWithGolden, formatDrifts, readGolden, updatedGolden, writeGolden } from './lib/goldens.js';
-import { type NotebookResult, killGroup, runNotebook } from './lib/notebook-run.js';
+import { type NotebookResult, runNotebook } from './lib/notebook-run.js';
 import { ensureJupyter, ensureKernelSpec, kernelEnv } from './lib/system.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -96,9 +95,9 @@ function printFailure(r: NotebookResult): void {
 async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2));
   const tmp = join(args.out, `.tmp-${process.pid}`);
-  const children = new Set<ResultPromise>();
+  const running = new Set<() => void>();
   const interrupt = (signal: string) => {
-    for (const c of children) killGroup(c.pid);
+    for (const kill of running) kill();
     rmSync(tmp, { recursive: true, force: true });
     console.error(`\nrun-notebooks: ${signal}: stopped; nothing half-written was left in ${relative(root, args.out) || '.'}`);
     process.exit(130);
@@ -124,9 +123,9 @@ async function main(): Promise<number> {
         env,
         hooksConfig: join(root, 'scripts', 'nbconvert_hooks.py'),
         onProgress: (line) => console.log(`  ${line}`),
-        track: (child) => {
-          children.add(child);
-          return () => children.delete(child);
+        track: (kill) => {
+          running.add(kill);
+          return () => running.delete(kill);
         },
       });
       console.log(`${r.passed ? '✓' : '✗'} ${r.name} ${r.passed ? 'passed' : 'FAILED'} in ${r.seconds.toFixed(1)} s`);

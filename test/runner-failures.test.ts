@@ -73,6 +73,45 @@ describe('the notebook runner fails loudly', () => {
     expect(sha(golden)).toBe(before); // a normal run never rewrites goldens
   });
 
+  it('on Ctrl-C stops at once, kills nbconvert and its kernel, and leaves nothing half-written', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'lora-runner-'));
+    outs.push(out);
+    // A mark of our own, inherited by the runner, nbconvert and the kernel (other suites run in parallel).
+    const mark = `run-${process.pid}-${Date.now()}`;
+    const child = execa(join(root, 'node_modules', '.bin', 'tsx'), [join(root, 'scripts', 'run-notebooks.ts'), '--out', out, '--no-docs', join(fixtures, 'fixture-timeout.ipynb')], {
+      cwd: root,
+      reject: false,
+      all: true,
+      env: { LORA_TEST_MARK: mark },
+    });
+    // Wait until the long cell is running, then interrupt.
+    await new Promise<void>((resolve) => {
+      child.all?.on('data', (d: Buffer) => {
+        if (d.toString().includes('code cell 1/2 ok')) resolve();
+      });
+    });
+    await new Promise((r) => setTimeout(r, 1000));
+    const runProcesses = () =>
+      readdirSync('/proc')
+        .filter((e) => /^\d+$/.test(e))
+        .filter((e) => {
+          try {
+            const env = readFileSync(`/proc/${e}/environ`, 'latin1').split('\0');
+            return env.includes(`LORA_TEST_MARK=${mark}`) && env.some((v) => v.startsWith('LORA_TFJS_RUN_ID='));
+          } catch {
+            return false;
+          }
+        });
+    expect(runProcesses().length).toBeGreaterThanOrEqual(2); // nbconvert and its kernel
+    child.kill('SIGINT');
+    const r = await child;
+    expect(r.exitCode).toBe(130);
+    expect(r.all).toContain('SIGINT: stopped; nothing half-written was left');
+    expect(readdirSync(out).filter((f) => f.startsWith('.tmp-'))).toEqual([]);
+    await new Promise((res) => setTimeout(res, 500));
+    expect(runProcesses()).toEqual([]);
+  });
+
   it('rejects bad arguments with a message naming them', async () => {
     const r = await runner(['--jobs', 'zero']);
     expect(r.exitCode).toBe(2);

@@ -1,6 +1,7 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { execa, type ResultPromise } from 'execa';
+import { execa } from 'execa';
 import type { Recorded } from './goldens.js';
 
 /** The mime type `record()` writes (src/display.ts: RECORD_MIME). */
@@ -42,8 +43,8 @@ export interface RunOptions {
   env: Record<string, string>;
   hooksConfig: string;
   onProgress?: (line: string) => void;
-  /** Registers the child so an interrupted run can kill it. */
-  track?: (child: ResultPromise) => () => void;
+  /** Registers a way to kill this run (nbconvert and its kernel) if the runner is interrupted. */
+  track?: (kill: () => void) => () => void;
 }
 
 interface NotebookJson {
@@ -79,6 +80,7 @@ export async function runNotebook(o: RunOptions): Promise<NotebookResult> {
   const source = readNotebook(o.notebook);
   const codeCells = source.cells.filter((c) => c.cell_type === 'code').length;
   const started = performance.now();
+  const runId = randomUUID();
   const child = execa(
     o.jupyter,
     [
@@ -93,14 +95,14 @@ export async function runNotebook(o: RunOptions): Promise<NotebookResult> {
       '--output', name,
       o.notebook,
     ],
-    { env: o.env, reject: false, stdin: 'ignore', detached: true, buffer: { stdout: true, stderr: false } },
+    { env: { ...o.env, [RUN_ID_VAR]: runId }, reject: false, stdin: 'ignore', detached: true, buffer: { stdout: true, stderr: false } },
   );
-  const untrack = o.track?.(child) ?? (() => undefined);
+  const untrack = o.track?.(() => killRun(child.pid, runId)) ?? (() => undefined);
   const budgetMs = (o.cellTimeout * Math.max(1, codeCells) + 180) * 1000;
   let watchdogFired = false;
   const watchdog = setTimeout(() => {
     watchdogFired = true;
-    killGroup(child.pid);
+    killRun(child.pid, runId);
   }, budgetMs);
 
   const log: string[] = [];
@@ -163,13 +165,34 @@ export async function runNotebook(o: RunOptions): Promise<NotebookResult> {
   return { ...base, passed: false, failure, executed: null, records: [] };
 }
 
-/** Kill a detached child and everything it started (the kernel). */
-export function killGroup(pid: number | undefined): void {
-  if (pid === undefined) return;
+/** The environment variable that marks every process of one notebook run (nbconvert and its kernel). */
+export const RUN_ID_VAR = 'LORA_TFJS_RUN_ID';
+
+/**
+ * Kill a detached nbconvert and everything it started. Jupyter starts kernels in a session
+ * of their own, outside nbconvert's process group, so they are found by the run id they
+ * inherited in their environment (Linux /proc; elsewhere only the group is killed).
+ */
+export function killRun(pid: number | undefined, runId: string): void {
+  if (pid !== undefined) {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+  let entries: string[] = [];
   try {
-    process.kill(-pid, 'SIGKILL');
+    entries = readdirSync('/proc').filter((e) => /^\d+$/.test(e));
   } catch {
-    /* already gone */
+    return;
+  }
+  for (const e of entries) {
+    try {
+      if (readFileSync(`/proc/${e}/environ`, 'latin1').split('\0').includes(`${RUN_ID_VAR}=${runId}`)) process.kill(Number(e), 'SIGKILL');
+    } catch {
+      /* exited, or not ours to read */
+    }
   }
 }
 
