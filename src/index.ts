@@ -64,6 +64,7 @@ export { maxAbsDiff, norm, sample } from './metrics.js';
 export { type DecodedTensor, type EncodableTensor, type SafetensorsContent, MAX_HEADER_BYTES, SafetensorsError, decodeSafetensors, encodeSafetensors } from './safetensors.js';
 export { type LoadAdapterOptions, type PeftAdapter, type PeftLoraConfig, AdapterLoadError, deserializeAdapter, moduleName, serializeAdapter } from './peft.js';
 export { ADAPTER_CONFIG, ADAPTER_WEIGHTS, loadAdapter, saveAdapter, writeDirectoryAtomic } from './adapter-files.js';
+export { mlpFromTorchSafetensors, mlpToTorchSafetensors } from './torch-weights.js';
 export { type CombineOptions, type CombineResult, type WeightedAdapter, combineAdapters } from './combine.js';
 export { type RowGroups, groupRows } from './mixed-batch.js';
 export { disableWasmMatMulFastPath, enableWasmMatMulFastPath, wasmMatMulFastPathEnabled } from './wasm-matmul.js';

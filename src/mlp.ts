@@ -59,6 +59,25 @@ export class MLP implements Model {
     return this.layers.flatMap((l) => [l.W, l.b]);
   }
 
+  /**
+   * An MLP with the given weights (copied): W `[in, out]` and b `[out]` per layer, sizes
+   * chaining (layer i's out = layer i+1's in). Checked before anything is allocated.
+   */
+  static fromWeights(layers: ReadonlyArray<{ W: tf.Tensor2D; b: tf.Tensor1D }>): MLP {
+    if (!Array.isArray(layers) || layers.length === 0) invalid('MLP.fromWeights', 'layers', layers, 'a non-empty array of { W, b }');
+    const dims = [layers[0].W.shape[0], ...layers.map((l) => l.W.shape[1])];
+    layers.forEach((l, i) => {
+      if (!(l.W instanceof tf.Tensor) || l.W.rank !== 2 || l.W.shape[0] !== dims[i]) invalid('MLP.fromWeights', `layers[${i}].W`, l.W, `a tensor of shape [${dims[i]}, out]`);
+      if (!(l.b instanceof tf.Tensor) || l.b.rank !== 1 || l.b.shape[0] !== dims[i + 1]) invalid('MLP.fromWeights', `layers[${i}].b`, l.b, `a tensor of shape [${dims[i + 1]}]`);
+    });
+    const mlp = new MLP(dims);
+    mlp.layers.forEach((l, i) => {
+      l.W.assign(layers[i].W);
+      l.b.assign(layers[i].b);
+    });
+    return mlp;
+  }
+
   /** An independent copy with the same weights (e.g. to fine-tune while keeping the original). */
   clone(): MLP {
     const copy = new MLP(this.dims);

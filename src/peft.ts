@@ -55,7 +55,7 @@ const KNOWN_FIELDS = new Set([
   'modules_to_save', 'init_lora_weights', 'layers_to_transform', 'layers_pattern', 'rank_pattern', 'alpha_pattern',
   'megatron_config', 'megatron_core', 'loftq_config', 'use_dora', 'layer_replication', 'runtime_config', 'lora_bias',
   'eva_config', 'corda_config', 'trainable_token_indices', 'target_parameters', 'use_qalora', 'qalora_group_size',
-  'lora_tfjs_base_layers',
+  'peft_version', 'alora_invocation_tokens', 'arrow_config', 'ensure_weight_tying', 'lora_tfjs_base_layers',
 ]);
 
 /** An adapter file or config that cannot be loaded into this model. */
@@ -192,6 +192,7 @@ function checkConfig(raw: unknown, model: LoRAMLP, warn: (m: string) => void): C
   if (typeof dropout !== 'number' || dropout < 0 || dropout >= 1) bad('lora_dropout', 'a number in [0, 1)');
   if ((c.bias ?? 'none') !== 'none') bad('bias', '"none" (lora-tfjs adapters train no biases)');
   if (c.use_dora === true) bad('use_dora', 'false (DoRA is not supported)');
+  if (c.lora_bias === true) bad('lora_bias', 'false (LoRA-B biases are not supported)');
   if (c.fan_in_fan_out === true) bad('fan_in_fan_out', 'false');
   for (const f of ['rank_pattern', 'alpha_pattern']) {
     const v = c[f];

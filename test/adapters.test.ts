@@ -16,6 +16,8 @@ import {
   loadAdapter,
   lowRankShiftTask,
   maxAbsDiff,
+  mlpFromTorchSafetensors,
+  mlpToTorchSafetensors,
   saveAdapter,
   serializeAdapter,
   train,
@@ -137,6 +139,35 @@ describe('adapters as files, sets, combinations and mixed batches', () => {
       target.dispose();
     });
 
+    it('loads a config as PEFT 0.18 writes it (every field it saves) without a warning', () => {
+      const model = LoRAMLP.fromBase(base, { rank: 2, seed: 8 });
+      trainLike(model, 'default', 8);
+      const { weights } = serializeAdapter(model);
+      // The fields and defaults of a real PEFT 0.18.1 adapter_config.json, for this model.
+      const peftConfig = {
+        alora_invocation_tokens: null, alpha_pattern: {}, arrow_config: null, auto_mapping: null,
+        base_model_name_or_path: null, bias: 'none', corda_config: null, ensure_weight_tying: false,
+        eva_config: null, exclude_modules: null, fan_in_fan_out: false, inference_mode: true,
+        init_lora_weights: true, layer_replication: null, layers_pattern: null, layers_to_transform: null,
+        loftq_config: {}, lora_alpha: 1, lora_bias: false, lora_dropout: 0.0, megatron_config: null,
+        megatron_core: 'megatron.core', modules_to_save: null, peft_type: 'LORA', peft_version: '0.18.1',
+        qalora_group_size: 16, r: 2, rank_pattern: {}, revision: null, target_modules: ['fc3', 'fc1', 'fc2'],
+        target_parameters: null, task_type: null, trainable_token_indices: null, use_dora: false,
+        use_qalora: false, use_rslora: false,
+      };
+      const warnings: string[] = [];
+      const target = LoRAMLP.fromBase(base, { rank: 1 });
+      deserializeAdapter(target, { weights, config: JSON.stringify(peftConfig) }, { onWarning: (m) => warnings.push(m) });
+      expect(warnings).toEqual([]);
+      const x = tf.randomNormal([4, 12], 0, 1, 'float32', 6);
+      const a = model.predict(x);
+      const b = target.predict(x);
+      expect(maxAbsDiff(a, b)).toBeLessThan(1e-6);
+      tf.dispose([x, a, b]);
+      model.dispose();
+      target.dispose();
+    });
+
     it('refuses a bad file or config with a clear error and leaves the model exactly as it was', () => {
       const source = LoRAMLP.fromBase(base, { rank: 2, seed: 4 });
       trainLike(source, 'default', 4);
@@ -170,6 +201,7 @@ describe('adapters as files, sets, combinations and mixed batches', () => {
         ['another base', { weights, config: { ...config, lora_tfjs_base_layers: { ...config.lora_tfjs_base_layers, fc2: [16, 11] } } }, /made for fc2 of size \[16,11\] but this model's fc2 is \[16, 10\]/],
         ['not LoRA', { weights, config: { ...config, peft_type: 'IA3' } }, /peft_type = "IA3" is invalid; expected "LORA"/],
         ['DoRA', { weights, config: { ...config, use_dora: true } }, /use_dora = true is invalid/],
+        ['LoRA-B biases', { weights, config: { ...config, lora_bias: true } }, /lora_bias = true is invalid/],
         ['a subset of modules', { weights, config: { ...config, target_modules: ['fc1', 'fc2'] } }, /target_modules = \["fc1","fc2"\] is invalid; expected \["fc1","fc2","fc3"\]/],
         ['trained biases', { weights, config: { ...config, bias: 'all' } }, /bias = "all" is invalid/],
         ['a config that is not JSON', { weights, config: '{oops' }, /adapter_config\.json is not valid JSON/],
@@ -206,6 +238,39 @@ describe('adapters as files, sets, combinations and mixed batches', () => {
       expect(readFileSync(join(target, 'README.md'), 'utf8')).toBe('notes');
       expect(existsSync(join(target, ADAPTER_CONFIG))).toBe(true);
       model.dispose();
+    });
+  });
+
+  describe('base networks in PyTorch\'s state-dict layout', () => {
+    it('round-trips an MLP through fcN.weight [out, in] / fcN.bias, outputs bit-identical', () => {
+      const bytes = mlpToTorchSafetensors(base);
+      const file = decodeSafetensors(bytes);
+      expect([...file.tensors.keys()].sort()).toEqual(['fc1.bias', 'fc1.weight', 'fc2.bias', 'fc2.weight', 'fc3.bias', 'fc3.weight']);
+      expect(file.tensors.get('fc1.weight')!.shape).toEqual([16, 12]); // PyTorch: [out, in]
+      const again = mlpFromTorchSafetensors(bytes);
+      expect(again.dims).toEqual(DIMS);
+      const x = tf.randomNormal([3, 12], 0, 1, 'float32', 2);
+      const a = base.predict(x);
+      const b = again.predict(x);
+      expect(maxAbsDiff(a, b)).toBe(0);
+      // With a module prefix, as a wrapped model saves it.
+      const prefixed = encodeSafetensors(Object.fromEntries([...file.tensors].map(([k, v]) => [`model.${k}`, v])));
+      const third = mlpFromTorchSafetensors(prefixed, { prefix: 'model.' });
+      const c = third.predict(x);
+      expect(maxAbsDiff(a, c)).toBe(0);
+      tf.dispose([x, a, b, c]);
+      again.dispose();
+      third.dispose();
+    });
+
+    it('refuses files that are not a stack of fcN layers, allocating nothing', () => {
+      const file = decodeSafetensors(mlpToTorchSafetensors(base));
+      const without = (key: string) => encodeSafetensors(Object.fromEntries([...file.tensors].filter(([k]) => k !== key)));
+      const before = tf.memory().numTensors;
+      expect(() => mlpFromTorchSafetensors(without('fc2.bias'))).toThrow('mlpFromTorchSafetensors: fc2.bias = undefined is invalid; expected a bias for every layer');
+      expect(() => mlpFromTorchSafetensors(without('fc2.weight'))).toThrow(/layer names = \["fc1", "fc3"\] is invalid; expected consecutive layers/);
+      expect(() => mlpFromTorchSafetensors(encodeSafetensors({ 'x.weight': { shape: [1], data: new Float32Array(1) } }))).toThrow(/expected tensors named fc1\.weight/);
+      expect(tf.memory().numTensors).toBe(before);
     });
   });
 
