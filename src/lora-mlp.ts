@@ -65,6 +65,7 @@ export class LoRAMLP implements Model {
     if (!(base instanceof MLP)) invalid('LoRAMLP.fromBase', 'base', base, 'an MLP');
     LoRAMLP.checkConfig(base.dims, options);
     const seed = checkInteger('LoRAMLP.fromBase', 'seed', options.seed ?? 0);
+    // Bypass the constructor, which would draw random base weights only to replace them.
     const model = Object.create(LoRAMLP.prototype) as LoRAMLP & { dims: number[]; layers: LoRALinear[] };
     model.dims = [...base.dims];
     model.layers = base.layers.map(
