@@ -127,8 +127,8 @@ export function heatmapFigure(
     layout: {
       ...BASE_LAYOUT,
       title: { text: title },
-      xaxis: { title: { text: 'evaluated on' } },
-      yaxis: { title: { text: 'adapter' }, autorange: 'reversed' },
+      xaxis: { title: { text: 'evaluated on' }, automargin: true },
+      yaxis: { title: { text: 'adapter' }, autorange: 'reversed', automargin: true },
     },
   };
 }

@@ -44,7 +44,7 @@ export async function renderPages(
 ): Promise<Map<string, string>> {
   const pages = new Map<string, string>();
   if (executed.length === 0) return pages;
-  await execa(jupyter, ['nbconvert', '--to', 'html', '--output-dir', tmpDir, ...executed], { env, stdin: 'ignore' });
+  await execa(jupyter, ['nbconvert', '--to', 'html', '--no-prompt', '--output-dir', tmpDir, ...executed], { env, stdin: 'ignore' });
   for (const nb of executed) {
     const name = basename(nb, '.ipynb');
     const html = readFileSync(join(tmpDir, `${name}.html`), 'utf8');
