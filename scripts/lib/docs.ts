@@ -1,10 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { execa } from 'execa';
+import { PLOTLY_SCRIPT_MARKER } from '../../src/display.js';
 import { writeFileAtomic } from './atomic.js';
 
-/** Marks plotly.js inlined by the display helper (src/display.ts: PLOTLY_SCRIPT_MARKER). */
-const PLOTLY_INLINE = /<script[^>]*data-lora-tfjs-plotly="inline"[^>]*>[\s\S]*?<\/script>/g;
+/** plotly.js as the display helper inlines it (marked with PLOTLY_SCRIPT_MARKER). */
+const PLOTLY_INLINE = new RegExp(`<script[^>]*${PLOTLY_SCRIPT_MARKER}="inline"[^>]*>[\\s\\S]*?</script>`, 'g');
 /** A script loaded from outside the docs folder (a CDN, or Debian's file:// defaults). */
 const EXTERNAL_SCRIPT = /<script[^>]*\ssrc="(?:[a-z]+:)?\/\/[^"]*"[^>]*>\s*<\/script>/gi;
 
@@ -17,7 +18,7 @@ export function offlineHtml(html: string): string {
   let first = true;
   return html
     .replace(PLOTLY_INLINE, () => {
-      const tag = first ? '<script type="text/javascript" src="plotly.min.js" data-lora-tfjs-plotly="file"></script>' : '';
+      const tag = first ? `<script type="text/javascript" src="plotly.min.js" ${PLOTLY_SCRIPT_MARKER}="file"></script>` : '';
       first = false;
       return tag;
     })

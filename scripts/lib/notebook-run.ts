@@ -2,10 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { execa } from 'execa';
+import { RECORD_MIME } from '../../src/display.js';
 import type { Recorded } from './goldens.js';
 
-/** The mime type `record()` writes (src/display.ts: RECORD_MIME). */
-export const RECORD_MIME = 'application/vnd.lora-tfjs.record+json';
 const EVENT_PREFIX = '[lora-tfjs-event] ';
 
 export type FailureKind = 'cell-error' | 'timeout' | 'kernel-died' | 'nbconvert';
