@@ -11,27 +11,22 @@ import type { LoRAAdapter } from './lora-adapter.js';
 export interface RowGroups {
   /** The distinct adapters named, in first-seen order. */
   names: string[];
-  /** Row indices of each adapter in `names`. */
+  /** Row indices of each adapter in `names` (rows naming no adapter appear in none). */
   rows: Int32Array[];
-  /** Rows that use no adapter. */
-  baseRows: Int32Array;
 }
 
 /** Group a batch's rows by the adapter each one names (null: the base alone). Pure. */
 export function groupRows(rowAdapters: readonly (string | null)[]): RowGroups {
   const index = new Map<string, number[]>();
-  const base: number[] = [];
   rowAdapters.forEach((name, i) => {
-    if (name === null) base.push(i);
-    else {
-      const list = index.get(name);
-      if (list === undefined) index.set(name, [i]);
-      else list.push(i);
-    }
+    if (name === null) return;
+    const list = index.get(name);
+    if (list === undefined) index.set(name, [i]);
+    else list.push(i);
   });
   const names = [...index.keys()];
   const rows = names.map((n) => Int32Array.from(index.get(n) as number[]));
-  return { names, rows, baseRows: Int32Array.from(base) };
+  return { names, rows };
 }
 
 /**

@@ -2,9 +2,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureChromium, ensureClassicNotebook, ensureJupyter, ensureKernelSpec, kernelEnv } from '../scripts/lib/system.js';
+import { ensureClassicNotebook, ensureJupyter, ensureKernelSpec, kernelEnv } from '../scripts/lib/system.js';
+import { launchChromium, offlinePage } from './browser.js';
 
 const root = join(import.meta.dirname, '..');
 const freePort = () =>
@@ -45,10 +46,7 @@ describe('live in the classic notebook UI', () => {
       if (Date.now() > deadline) throw new Error('the notebook server did not start within 60 s');
       await new Promise((r) => setTimeout(r, 500));
     }
-    browser = await chromium.launch({
-      executablePath: await ensureChromium(log),
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
   }, 600_000);
 
   afterAll(async () => {
@@ -71,16 +69,7 @@ describe('live in the classic notebook UI', () => {
   });
 
   it('runs notebook 01 on the tslab kernel and draws its Plotly chart from the display message', async () => {
-    const context = await browser.newContext();
-    const outside: string[] = [];
-    await context.route('**/*', (route) => {
-      if (route.request().url().startsWith(url)) return route.continue();
-      outside.push(route.request().url());
-      return route.abort();
-    });
-    const page = await context.newPage();
-    const errors: string[] = [];
-    page.on('pageerror', (e) => errors.push(String(e)));
+    const { page, blocked: outside, pageErrors: errors, close } = await offlinePage(browser, url);
     await page.goto(`${url}/notebooks/live.ipynb?token=lora`);
     await page.waitForFunction(() => (window as unknown as { Jupyter?: { notebook?: { kernel?: { is_connected(): boolean } } } }).Jupyter?.notebook?.kernel?.is_connected() === true, null, { timeout: 120_000 });
     await page.evaluate(() => {
@@ -94,6 +83,6 @@ describe('live in the classic notebook UI', () => {
     expect(text.join('\n')).toContain('Trainable parameters: 17,664');
     expect(errors).toEqual([]);
     expect(outside.filter((u) => !u.startsWith('data:'))).toEqual([]);
-    await context.close();
+    await close();
   }, 300_000);
 });

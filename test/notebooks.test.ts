@@ -4,9 +4,9 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { extname, join } from 'node:path';
 import { execa } from 'execa';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureChromium } from '../scripts/lib/system.js';
+import { launchChromium, offlinePage } from './browser.js';
 
 const root = join(import.meta.dirname, '..');
 const notebooks = readdirSync(join(root, 'notebooks')).filter((f) => /^\d\d-.*\.ipynb$/.test(f)).sort();
@@ -64,7 +64,6 @@ describe('the six notebooks, run headless, and their HTML docs', () => {
     let origin: string;
 
     beforeAll(async () => {
-      const executablePath = await ensureChromium((line) => console.log(line));
       const docs = join(out, 'docs');
       server = createServer((req, res) => {
         const file = join(docs, decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname).replace(/^\/+/, '') || 'index.html');
@@ -79,32 +78,17 @@ describe('the six notebooks, run headless, and their HTML docs', () => {
       await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
       const address = server.address();
       origin = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`;
-      browser = await chromium.launch({
-        executablePath,
-        args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-      });
+      browser = await launchChromium();
     }, 600_000);
     afterAll(async () => {
       await browser?.close();
       server?.close();
     });
 
-    async function open(page: string) {
-      const context = await browser.newContext();
-      const blocked: string[] = [];
-      await context.route('**/*', (route) => {
-        if (route.request().url().startsWith(origin)) return route.continue();
-        blocked.push(route.request().url());
-        return route.abort();
-      });
-      const p = await context.newPage();
-      const errors: string[] = [];
-      p.on('console', (m) => {
-        if (m.type() === 'error') errors.push(m.text());
-      });
-      p.on('pageerror', (e) => errors.push(String(e)));
-      await p.goto(`${origin}/${page}`, { waitUntil: 'load' });
-      return { p, errors, blocked, close: () => context.close() };
+    async function open(path: string) {
+      const { page: p, blocked, pageErrors, consoleErrors, close } = await offlinePage(browser, origin);
+      await p.goto(`${origin}/${path}`, { waitUntil: 'load' });
+      return { p, errors: [...consoleErrors, ...pageErrors], blocked, close };
     }
 
     it('index.html links every notebook with its status and run time', async () => {

@@ -1,0 +1,32 @@
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { ensureChromium } from '../scripts/lib/system.js';
+
+/** Debian's Chromium, headless, with its background network traffic switched off. */
+export async function launchChromium(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: await ensureChromium((line) => console.log(line)),
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}
+
+/**
+ * A page whose requests outside `origin` are blocked (and listed), with its uncaught errors
+ * and console errors collected.
+ */
+export async function offlinePage(browser: Browser, origin: string) {
+  const context = await browser.newContext();
+  const blocked: string[] = [];
+  await context.route('**/*', (route) => {
+    if (route.request().url().startsWith(origin)) return route.continue();
+    blocked.push(route.request().url());
+    return route.abort();
+  });
+  const page: Page = await context.newPage();
+  const pageErrors: string[] = [];
+  const consoleErrors: string[] = [];
+  page.on('pageerror', (e) => pageErrors.push(String(e)));
+  page.on('console', (m) => {
+    if (m.type() === 'error') consoleErrors.push(m.text());
+  });
+  return { page, blocked, pageErrors, consoleErrors, close: () => context.close() };
+}
