@@ -24,7 +24,7 @@ writeFileSync(join(root, 'dist', 'package.json'), '{ "type": "commonjs" }\n');
 // (offline, no CDN), so ship a minified copy (~4.9 MB) beside the library.
 const { transformSync } = await import('esbuild');
 const plotly = readFileSync(join(root, 'node_modules', 'plotly.js-dist', 'plotly.js'), 'utf8');
-writeFileSync(join(root, 'dist', 'plotly.min.js'), transformSync(plotly, { minify: true, loader: 'js', legalComments: 'inline' }).code);
+writeFileSync(join(root, 'dist', 'notebook', 'plotly.min.js'), transformSync(plotly, { minify: true, loader: 'js', legalComments: 'inline' }).code);
 
 const link = join(root, 'node_modules', 'lora-tfjs');
 let current = null;

@@ -156,7 +156,7 @@ async function main(): Promise<number> {
     const backend = results.find((r) => r.records.length > 0)?.records[0].backend ?? 'unknown';
     if (args.docs) {
       const docsDir = join(args.out, 'docs');
-      const pages = await renderPages(jupyter, results.filter((r) => r.passed).map((r) => r.executed as string), tmp, docsDir, env, join(root, 'dist', 'plotly.min.js'));
+      const pages = await renderPages(jupyter, results.filter((r) => r.passed).map((r) => r.executed as string), tmp, docsDir, env, join(root, 'dist', 'notebook', 'plotly.min.js'));
       const entries: DocEntry[] = results.map((r) => {
         const c = checks.get(r.name);
         const note = !r.passed ? `${r.failure?.kind}` : args.update ? 'golden updated' : c === undefined ? '' : c.ok ? `${c.checked} values within tolerance` : `${c.drifts.length} drifted`;

@@ -1,12 +1,12 @@
 /**
  * lora-tfjs: LoRA (low-rank adaptation) for TensorFlow.js.
  *
- * Layout: `lora-linear` (the layer's state) + `lora-forward` (its arithmetic and fused
- * gradients), `lora-adapter` (one adapter's config and factors), `mlp` / `lora-mlp`
- * (the reference's two models), `train`, `data`, `params`, `backend`.
+ * Folders: `core/` (adapters, the layer and its forward math, the models, training),
+ * `runtime/` (backends), `formats/` (safetensors, PEFT, PyTorch weights: bytes only),
+ * `node/` (files on disk), `notebook/` (display, figures, records), `util/`.
  */
 export * as tf from '@tensorflow/tfjs-core';
-export { BACKENDS, type BackendName, backendSummary, initBackend } from './backend.js';
+export { BACKENDS, type BackendName, backendSummary, initBackend } from './runtime/backend.js';
 export {
   type AdapterFactors,
   type LoRAAdapter,
@@ -16,14 +16,14 @@ export {
   LORA_DEFAULTS,
   adapterParameterCount,
   loraScale,
-} from './lora-adapter.js';
-export { type FrozenLinear, type GradientPath, type LowRankTerm, linearForward, resolveGradientPath } from './lora-forward.js';
-export { type ForwardOptions, type LoRALinearOptions, LoRALinear, deltaWeight } from './lora-linear.js';
-export { Dense } from './dense.js';
-export { MLP, type MLPOptions } from './mlp.js';
-export { LoRAMLP, type LoRAMLPOptions } from './lora-mlp.js';
-export type { Model } from './model.js';
-export { type TrainOptions, type TrainResult, evaluate, mse, train } from './train.js';
+} from './core/lora-adapter.js';
+export { type FrozenLinear, type GradientPath, type LowRankTerm, linearForward, resolveGradientPath } from './core/lora-forward.js';
+export { type ForwardOptions, type LoRALinearOptions, LoRALinear, deltaWeight } from './core/lora-linear.js';
+export { Dense } from './core/dense.js';
+export { MLP, type MLPOptions } from './core/mlp.js';
+export { LoRAMLP, type LoRAMLPOptions } from './core/lora-mlp.js';
+export type { Model } from './core/model.js';
+export { type TrainOptions, type TrainResult, evaluate, mse, train } from './core/train.js';
 export {
   type LowRankShiftOptions,
   type LowRankShiftTask,
@@ -32,7 +32,7 @@ export {
   type ShiftedTask,
   lowRankShiftTask,
   randomRegression,
-} from './data.js';
+} from './core/data.js';
 export {
   type EfficiencyRow,
   type HasParameterCounts,
@@ -45,8 +45,8 @@ export {
   reductionPercent,
   sumCounts,
   weightCount,
-} from './params.js';
-export { Rng } from './random.js';
+} from './core/params.js';
+export { Rng } from './util/random.js';
 export {
   type PlotlyFigure,
   type Series,
@@ -56,15 +56,15 @@ export {
   lossCurvesFigure,
   parameterEfficiencyFigure,
   rankSweepFigure,
-} from './plot.js';
-export { type DisplayBundle, type PlotlyBundleOptions, displayBundle, plotlyBundle, plotlySource, showPlot } from './display.js';
-export { type RecordedValue, type Tolerance, record } from './record.js';
-export { type Timing, summarize, timeIt } from './timing.js';
-export { maxAbsDiff, norm, sample } from './metrics.js';
-export { type DecodedTensor, type EncodableTensor, type SafetensorsContent, MAX_HEADER_BYTES, SafetensorsError, decodeSafetensors, encodeSafetensors } from './safetensors.js';
-export { type LoadAdapterOptions, type PeftAdapter, type PeftLoraConfig, AdapterLoadError, deserializeAdapter, moduleName, serializeAdapter } from './peft.js';
-export { ADAPTER_CONFIG, ADAPTER_WEIGHTS, loadAdapter, saveAdapter, writeDirectoryAtomic } from './adapter-files.js';
-export { mlpFromTorchSafetensors, mlpToTorchSafetensors } from './torch-weights.js';
-export { type CombineOptions, type CombineResult, type WeightedAdapter, combineAdapters } from './combine.js';
-export { type RowGroups, groupRows } from './mixed-batch.js';
-export { disableWasmMatMulFastPath, enableWasmMatMulFastPath, wasmMatMulFastPathEnabled } from './wasm-matmul.js';
+} from './notebook/plot.js';
+export { type DisplayBundle, type PlotlyBundleOptions, displayBundle, plotlyBundle, plotlySource, showPlot } from './notebook/display.js';
+export { type RecordedValue, type Tolerance, record } from './notebook/record.js';
+export { type Timing, summarize, timeIt } from './util/timing.js';
+export { maxAbsDiff, norm, sample } from './util/metrics.js';
+export { type DecodedTensor, type EncodableTensor, type SafetensorsContent, MAX_HEADER_BYTES, SafetensorsError, decodeSafetensors, encodeSafetensors } from './formats/safetensors.js';
+export { type LoadAdapterOptions, type PeftAdapter, type PeftLoraConfig, AdapterLoadError, deserializeAdapter, moduleName, serializeAdapter } from './formats/peft.js';
+export { ADAPTER_CONFIG, ADAPTER_WEIGHTS, loadAdapter, saveAdapter, writeDirectoryAtomic } from './node/adapter-files.js';
+export { mlpFromTorchSafetensors, mlpToTorchSafetensors } from './formats/torch-weights.js';
+export { type CombineOptions, type CombineResult, type WeightedAdapter, combineAdapters } from './core/combine.js';
+export { type RowGroups, groupRows } from './core/mixed-batch.js';
+export { disableWasmMatMulFastPath, enableWasmMatMulFastPath, wasmMatMulFastPathEnabled } from './runtime/wasm-matmul.js';

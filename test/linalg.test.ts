@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../src/index.js';
-import { matmul64, symmetricEigen, transpose64, truncateProduct } from '../src/linalg.js';
+import { matmul64, symmetricEigen, transpose64, truncateProduct } from '../src/core/linalg.js';
 
 const randomMatrix = (rng: Rng, m: number, n: number) => Float64Array.from({ length: m * n }, () => rng.normal());
 const maxDiff = (a: Float64Array, b: Float64Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { LoRALinear, initBackend, loraScale } from '../src/index.js';
-import { Rng, randomNormal } from '../src/random.js';
+import { Rng, randomNormal } from '../src/util/random.js';
 import { add, expectNoLeak, matmul, maxAbsDiff, maxRelDiff, scalarOf, scale, toMatrix } from './helpers.js';
 
 /** Give an adapter a non-zero B, as training would, so merging has something to fold. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MAX_HEADER_BYTES, decodeSafetensors, encodeSafetensors } from '../src/index.js';
-import { bfloat16ToFloat, halfToFloat } from '../src/safetensors.js';
+import { bfloat16ToFloat, halfToFloat } from '../src/formats/safetensors.js';
 import { rawFile } from './helpers.js';
 
 const f32 = (...v: number[]) => new Uint8Array(new Float32Array(v).buffer);

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { execa } from 'execa';
-import { PLOTLY_SCRIPT_MARKER } from '../../src/display.js';
+import { PLOTLY_SCRIPT_MARKER } from '../../src/notebook/display.js';
 import { writeFileAtomic } from './atomic.js';
 
 /** plotly.js as the display helper inlines it (marked with PLOTLY_SCRIPT_MARKER). */

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { execa } from 'execa';
-import { RECORD_MIME } from '../../src/display.js';
+import { RECORD_MIME } from '../../src/notebook/display.js';
 import type { Recorded } from './goldens.js';
 
 const EVENT_PREFIX = '[lora-tfjs-event] ';

@@ -4,9 +4,9 @@ import type { GradientPath } from './lora-forward.js';
 import type { Model } from './model.js';
 import { layerSeed } from './model.js';
 import type { ParameterCounts } from './params.js';
-import { Rng } from './random.js';
+import { Rng } from '../util/random.js';
 import { withRows } from './rows.js';
-import { checkDims, checkInteger, checkOneOf, invalid } from './validate.js';
+import { checkDims, checkInteger, checkOneOf, invalid } from '../util/validate.js';
 
 /** Options of {@link MLP}. */
 export interface MLPOptions {

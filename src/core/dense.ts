@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { withCustomGrad } from './custom-grad.js';
 import type { GradientPath } from './lora-forward.js';
 import { resolveGradientPath } from './lora-forward.js';
-import { Rng, randomNormal, randomUniform } from './random.js';
+import { Rng, randomNormal, randomUniform } from '../util/random.js';
 
 /**
  * A fully trainable linear layer y = x·W + b (W `[in, out]`), by default initialised like

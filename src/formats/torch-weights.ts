@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { MLP } from './mlp.js';
+import { MLP } from '../core/mlp.js';
 import { decodeSafetensors, encodeSafetensors, type EncodableTensor } from './safetensors.js';
-import { invalid } from './validate.js';
+import { invalid } from '../util/validate.js';
 
 /**
  * Base networks as PyTorch saves them (`safetensors.torch.save_file(model.state_dict())`):

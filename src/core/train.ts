@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Model } from './model.js';
-import { Rng } from './random.js';
-import { checkInteger, checkOneOf, checkPositiveFinite, checkPositiveInt, invalid } from './validate.js';
+import { Rng } from '../util/random.js';
+import { checkInteger, checkOneOf, checkPositiveFinite, checkPositiveInt, invalid } from '../util/validate.js';
 
 /** Options of {@link train}. Give exactly one of `steps` and `epochs`. */
 export interface TrainOptions {

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng, randomNormal, randomUniform } from './random.js';
-import { checkOneOf, checkPositiveFinite, checkPositiveInt, checkProbability, invalid } from './validate.js';
+import { Rng, randomNormal, randomUniform } from '../util/random.js';
+import { checkOneOf, checkPositiveFinite, checkPositiveInt, checkProbability, invalid } from '../util/validate.js';
 
 /** How the down-projection A is initialised (B always starts at zero). */
 export type LoRAInit = 'gaussian' | 'kaiming';

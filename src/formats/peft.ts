@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { AdapterFactors, LoRAConfig } from './lora-adapter.js';
-import type { LoRAMLP } from './lora-mlp.js';
+import type { AdapterFactors, LoRAConfig } from '../core/lora-adapter.js';
+import type { LoRAMLP } from '../core/lora-mlp.js';
 import { type EncodableTensor, type SafetensorsContent, decodeSafetensors, encodeSafetensors } from './safetensors.js';
 
 /**

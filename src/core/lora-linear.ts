@@ -11,9 +11,9 @@ import {
 import { type GradientPath, type FrozenLinear, linearForward } from './lora-forward.js';
 import { type RowGroups, mixedLowRankDelta } from './mixed-batch.js';
 import type { ParameterCounts } from './params.js';
-import { Rng, randomNormal } from './random.js';
+import { Rng, randomNormal } from '../util/random.js';
 import { withRows } from './rows.js';
-import { checkPositiveInt, checkShape, describe, invalid } from './validate.js';
+import { checkPositiveInt, checkShape, describe, invalid } from '../util/validate.js';
 
 /** Options of {@link LoRALinear}: the layer's sizes and base weights, plus its first adapter. */
 export interface LoRALinearOptions extends LoRAConfig {

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { AdapterFactors } from './lora-adapter.js';
 import type { LoRAMLP } from './lora-mlp.js';
 import { truncateProduct } from './linalg.js';
-import { checkOneOf, invalid } from './validate.js';
+import { checkOneOf, invalid } from '../util/validate.js';
 
 /** One source of a combination: an adapter of the model and its weight. */
 export interface WeightedAdapter {

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, copyFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import type { LoRAMLP } from './lora-mlp.js';
-import { AdapterLoadError, type LoadAdapterOptions, deserializeAdapter, serializeAdapter } from './peft.js';
+import type { LoRAMLP } from '../core/lora-mlp.js';
+import { AdapterLoadError, type LoadAdapterOptions, deserializeAdapter, serializeAdapter } from '../formats/peft.js';
 
 /** PEFT's file names. */
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';

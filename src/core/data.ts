@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { MLP } from './mlp.js';
-import { Rng, randomNormal } from './random.js';
-import { checkDims, checkInteger, checkPositiveFinite, checkPositiveInt } from './validate.js';
+import { Rng, randomNormal } from '../util/random.js';
+import { checkDims, checkInteger, checkPositiveFinite, checkPositiveInt } from '../util/validate.js';
 
 /** Inputs and targets of a regression task. */
 export interface Regression {

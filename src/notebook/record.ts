@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { RECORD_MIME, displayBundle } from './display.js';
-import { checkPositiveFinite, invalid } from './validate.js';
+import { checkPositiveFinite, invalid } from '../util/validate.js';
 
 /** How far a recorded value may drift from its golden: |v − g| ≤ atol + rtol·|g|. */
 export interface Tolerance {

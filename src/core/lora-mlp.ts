@@ -6,10 +6,10 @@ import { MLP, checkModelInput } from './mlp.js';
 import type { Model } from './model.js';
 import { layerSeed } from './model.js';
 import { type ParameterCounts, sumCounts } from './params.js';
-import { Rng, randomUniform } from './random.js';
+import { Rng, randomUniform } from '../util/random.js';
 import { withRows } from './rows.js';
 import { groupRows } from './mixed-batch.js';
-import { checkDims, checkInteger, checkOneOf, invalid } from './validate.js';
+import { checkDims, checkInteger, checkOneOf, invalid } from '../util/validate.js';
 
 /** Options of {@link LoRAMLP}: the adapter's config plus how the random base is drawn. */
 export interface LoRAMLPOptions extends LoRAConfig {
