@@ -9,6 +9,8 @@ export * as tf from '@tensorflow/tfjs-core';
 export { BACKENDS, type BackendName, backendSummary, initBackend } from './runtime/backend.js';
 export {
   type AdapterFactors,
+  type FullAdapter,
+  type FullWeights,
   type LoRAAdapter,
   type LoRAConfig,
   type LoRAInit,
@@ -18,10 +20,24 @@ export {
   loraScale,
 } from './core/lora-adapter.js';
 export { type FrozenLinear, type GradientPath, type LowRankTerm, linearForward, resolveGradientPath } from './core/lora-forward.js';
-export { type ForwardOptions, type LoRALinearOptions, LoRALinear, deltaWeight } from './core/lora-linear.js';
-export { Dense } from './core/dense.js';
+export { type AdapterKind, type ForwardOptions, type LoRALinearOptions, LoRALinear, deltaWeight } from './core/lora-linear.js';
+export { Dense, denseForward } from './core/dense.js';
 export { MLP, type MLPOptions } from './core/mlp.js';
-export { LoRAMLP, type LoRAMLPOptions } from './core/lora-mlp.js';
+export { type AdapterInitial, type AdapterOptions, type FromBaseOptions, type LayerPlan, LoRAMLP, type LoRAMLPOptions, planAdapter } from './core/lora-mlp.js';
+export {
+  ALL_LINEAR,
+  type ModuleRole,
+  type ModuleSelector,
+  type Pattern,
+  type TargetSpec,
+  exactPattern,
+  isModuleToSave,
+  patternValue,
+  pythonRegex,
+  resolveRoles,
+} from './core/targets.js';
+export { type WarningHandler, setWarningHandler } from './util/warnings.js';
+export { VERSION } from './version.js';
 export type { Model } from './core/model.js';
 export { type TrainOptions, type TrainResult, evaluate, mse, train } from './core/train.js';
 export {
@@ -61,10 +77,49 @@ export { type DisplayBundle, type PlotlyBundleOptions, displayBundle, plotlyBund
 export { type RecordedValue, type Tolerance, record } from './notebook/record.js';
 export { type Timing, summarize, timeIt } from './util/timing.js';
 export { maxAbsDiff, norm, sample } from './util/metrics.js';
-export { type DecodedTensor, type EncodableTensor, type SafetensorsContent, MAX_HEADER_BYTES, SafetensorsError, decodeSafetensors, encodeSafetensors } from './formats/safetensors.js';
-export { type LoadAdapterOptions, type PeftAdapter, type PeftLoraConfig, AdapterLoadError, deserializeAdapter, moduleName, serializeAdapter } from './formats/peft.js';
-export { ADAPTER_CONFIG, ADAPTER_WEIGHTS, loadAdapter, saveAdapter, writeDirectoryAtomic } from './node/adapter-files.js';
-export { mlpFromTorchSafetensors, mlpToTorchSafetensors } from './formats/torch-weights.js';
+export {
+  type DecodedTensor,
+  type EncodableTensor,
+  type EncodeDtype,
+  type SafetensorsContent,
+  MAX_HEADER_BYTES,
+  SafetensorsError,
+  decodeSafetensors,
+  encodeSafetensors,
+  floatToBfloat16,
+  floatToHalf,
+} from './formats/safetensors.js';
+export {
+  type LoadAdapterOptions,
+  type PeftAdapter,
+  type PeftLoraConfig,
+  type PreparedAdapter,
+  type SaveAdapterOptions,
+  AdapterLoadError,
+  PEFT_METADATA,
+  adapterConfigText,
+  canonicalJson,
+  commitAdapter,
+  deserializeAdapter,
+  disposePrepared,
+  moduleName,
+  prepareAdapter,
+  serializeAdapter,
+} from './formats/peft.js';
+export { sha256Hex } from './formats/sha256.js';
+export {
+  ADAPTER_CONFIG,
+  ADAPTER_WEIGHTS,
+  MAX_ADAPTER_BYTES,
+  MAX_CONFIG_BYTES,
+  type SaveAdaptersOptions,
+  loadAdapter,
+  loadAdapters,
+  saveAdapter,
+  saveAdapters,
+} from './node/adapter-files.js';
+export { FileError } from './node/safe-files.js';
+export { type TorchMLPReadOptions, type TorchMLPWriteOptions, mlpFromTorchSafetensors, mlpToTorchSafetensors } from './formats/torch-weights.js';
 export { type CombineOptions, type CombineResult, type WeightedAdapter, combineAdapters } from './core/combine.js';
 export { type RowGroups, groupRows } from './core/mixed-batch.js';
 export { disableWasmMatMulFastPath, enableWasmMatMulFastPath, wasmMatMulFastPathEnabled } from './runtime/wasm-matmul.js';

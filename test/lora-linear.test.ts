@@ -192,7 +192,7 @@ describe.each(['wasm', 'cpu'] as const)('LoRALinear on %s', (backend) => {
     const bias = tf.zeros<tf.Rank.R1>([4]);
     const layer = new LoRALinear({ inFeatures: 8, outFeatures: 4, rank: 2, bias });
     bias.dispose();
-    expect(layer.parameterCounts()).toEqual({ total: 60, trainable: 24, frozen: 36, lora: 24 });
+    expect(layer.parameterCounts()).toEqual({ total: 60, trainable: 24, frozen: 36, lora: 24, saved: 0 });
     layer.dispose();
   });
 

@@ -30,7 +30,7 @@ describe('parameter accounting (the reference demos 1 and 2)', () => {
   it('counts the same on real models as the table says', () => {
     const before = tf.memory().numTensors;
     const mlp = new MLP(DEMO1);
-    expect(parameterCounts(mlp)).toEqual({ total: 5_509_248, trainable: 5_509_248, frozen: 0, lora: 0 });
+    expect(parameterCounts(mlp)).toEqual({ total: 5_509_248, trainable: 5_509_248, frozen: 0, lora: 0, saved: 0 });
     mlp.dispose();
     for (const row of parameterEfficiencyTable(DEMO1, [2, 32])) {
       const model = new LoRAMLP(DEMO1, { rank: row.rank });
@@ -39,6 +39,7 @@ describe('parameter accounting (the reference demos 1 and 2)', () => {
         trainable: row.trainable,
         frozen: row.frozen,
         lora: row.lora,
+        saved: 0,
       });
       expect(model.trainableVariables().reduce((n, v) => n + v.size, 0)).toBe(row.trainable);
       model.dispose();
@@ -68,6 +69,7 @@ describe('parameter accounting (the reference demos 1 and 2)', () => {
       trainable: 2 * (6 + 10) + 2 * (10 + 3),
       lora: 2 * (6 + 10) + 2 * (10 + 3),
       total: mlpParameterCount([6, 10, 3]) + 2 * (6 + 10) + 2 * (10 + 3),
+      saved: 0,
     });
     // A fresh adapter (B = 0) reproduces the base network exactly.
     const x = tf.randomNormal([5, 6], 0, 1, 'float32', 3);

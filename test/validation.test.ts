@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LoRALinear, LoRAMLP, MLP, evaluate, initBackend, lowRankShiftTask, train } from '../src/index.js';
+import { LoRALinear, LoRAMLP, MLP, evaluate, initBackend, lowRankShiftTask, setWarningHandler, train } from '../src/index.js';
 
 /** Assert `fn` throws `message` and allocated nothing before throwing. */
 function rejects(fn: () => unknown, message: string | RegExp): void {
@@ -16,12 +16,27 @@ describe('bad input is refused before anything is allocated or changed', () => {
 
   const base = { inFeatures: 8, outFeatures: 4 };
 
-  it('rank must be a positive integer ≤ min(in, out)', () => {
-    rejects(() => new LoRALinear({ ...base, rank: 0 }), 'LoRALinear: rank = 0 is invalid; expected a positive integer no larger than min(inFeatures, outFeatures) = 4');
+  it('rank must be a positive integer; above min(in, out) it is accepted with a warning naming the layer', () => {
+    rejects(() => new LoRALinear({ ...base, rank: 0 }), 'LoRALinear: rank = 0 is invalid; expected a positive integer');
     rejects(() => new LoRALinear({ ...base, rank: 2.5 }), 'rank = 2.5 is invalid');
-    rejects(() => new LoRALinear({ ...base, rank: 5 }), 'rank = 5 is invalid');
     rejects(() => new LoRALinear({ ...base, rank: '2' as never }), 'rank = "2" is invalid');
-    rejects(() => new LoRAMLP([8, 16, 2], { rank: 3 }), 'LoRAMLP (layer 1): rank = 3 is invalid');
+    rejects(() => new LoRAMLP([8, 16, 2], { rank: -3 }), 'LoRAMLP (fc1: 8 → 16): rank = -3 is invalid');
+    // PEFT accepts a rank above min(in, out) (the reference's demo 4 uses 32 on 512 → 16): so do we, saying so once per layer.
+    const warnings: string[] = [];
+    const previous = setWarningHandler((m) => warnings.push(m));
+    try {
+      const layer = new LoRALinear({ ...base, rank: 5 });
+      expect(layer.rank).toBe(5);
+      layer.dispose();
+      const model = new LoRAMLP([8, 16, 2], { rank: 3 });
+      model.dispose();
+    } finally {
+      setWarningHandler(previous);
+    }
+    expect(warnings).toEqual([
+      'LoRALinear linear: rank 5 exceeds min(in, out) = 4 (8 → 4); it adds parameters but no capacity',
+      'LoRALinear fc2: rank 3 exceeds min(in, out) = 2 (16 → 2); it adds parameters but no capacity',
+    ]);
   });
 
   it('alpha must be finite and > 0; dropout in [0, 1); init and sizes known', () => {

@@ -113,7 +113,8 @@ export function lowRankShiftTask(options: LowRankShiftOptions): LowRankShiftTask
       tf.tidy(() => {
         let h: tf.Tensor2D = input;
         base.layers.forEach((layer, i) => {
-          h = tf.add(tf.matMul(h, tf.add(layer.W, deltas[i])), layer.b);
+          h = tf.matMul(h, tf.add(layer.W, deltas[i]));
+          if (layer.b !== undefined) h = tf.add(h, layer.b);
           if (i < base.layers.length - 1) h = tf.relu(h);
         });
         return h;

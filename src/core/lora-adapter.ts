@@ -47,16 +47,16 @@ export const LORA_DEFAULTS: ResolvedLoRAConfig = {
   seed: 0,
 };
 
-/** Check a LoRA config against a layer's sizes and fill in the defaults. */
-export function resolveLoRAConfig(
-  where: string,
-  config: LoRAConfig,
-  inFeatures: number,
-  outFeatures: number,
-): ResolvedLoRAConfig {
-  const c = { ...LORA_DEFAULTS, ...stripUndefined(config) };
-  const maxRank = Math.min(inFeatures, outFeatures);
-  checkPositiveInt(where, 'rank', c.rank, maxRank, `min(inFeatures, outFeatures) = ${maxRank}`);
+/**
+ * Check a LoRA config and fill in the defaults. A rank above min(in, out) is allowed, as
+ * in PEFT (it adds parameters but no capacity); the layer warns about it.
+ */
+export function resolveLoRAConfig(where: string, config: LoRAConfig): ResolvedLoRAConfig {
+  if (config === null || typeof config !== 'object') invalid(where, 'config', config, 'an options object');
+  // Only the adapter's own fields: callers pass wider option objects (a layer's options).
+  const { rank, alpha, dropout, useRsLora, init, seed } = config;
+  const c: ResolvedLoRAConfig = { ...LORA_DEFAULTS, ...stripUndefined({ rank, alpha, dropout, useRsLora, init, seed }) };
+  checkPositiveInt(where, 'rank', c.rank);
   checkPositiveFinite(where, 'alpha', c.alpha);
   checkProbability(where, 'dropout', c.dropout);
   if (typeof c.useRsLora !== 'boolean') invalid(where, 'useRsLora', c.useRsLora, 'a boolean');
@@ -105,6 +105,24 @@ export function createAdapter(
   return { name, config, scale: loraScale(config), A, B, rng };
 }
 
+/** Given weights for a full trainable copy of a layer (PEFT's `modules_to_save`), copied. */
+export interface FullWeights {
+  /** `[in, out]`. */
+  weight: tf.Tensor2D;
+  /** `[out]`, when the layer has a bias. */
+  bias?: tf.Tensor1D;
+}
+
+/**
+ * A full trainable copy of a layer's weight and bias, used instead of the frozen base while
+ * its adapter is active (PEFT's `modules_to_save`: e.g. a classifier head trained in full).
+ */
+export interface FullAdapter {
+  readonly name: string;
+  readonly weight: tf.Variable<tf.Rank.R2>;
+  readonly bias?: tf.Variable<tf.Rank.R1>;
+}
+
 /** Number of values in A and B. */
 export function adapterParameterCount(adapter: LoRAAdapter): number {
   return adapter.A.size + adapter.B.size;
@@ -113,6 +131,16 @@ export function adapterParameterCount(adapter: LoRAAdapter): number {
 export function disposeAdapter(adapter: LoRAAdapter): void {
   adapter.A.dispose();
   adapter.B.dispose();
+}
+
+/** A full copy from given weights (copied). */
+export function createFullAdapter(name: string, initial: FullWeights): FullAdapter {
+  return { name, weight: tf.variable(initial.weight, true), bias: initial.bias === undefined ? undefined : tf.variable(initial.bias, true) };
+}
+
+export function disposeFullAdapter(adapter: FullAdapter): void {
+  adapter.weight.dispose();
+  adapter.bias?.dispose();
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

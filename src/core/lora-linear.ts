@@ -1,19 +1,26 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {
   type AdapterFactors,
+  type FullAdapter,
+  type FullWeights,
   type LoRAAdapter,
   type LoRAConfig,
+  type ResolvedLoRAConfig,
   adapterParameterCount,
   createAdapter,
+  createFullAdapter,
   disposeAdapter,
+  disposeFullAdapter,
   resolveLoRAConfig,
 } from './lora-adapter.js';
+import { denseForward } from './dense.js';
 import { type GradientPath, type FrozenLinear, linearForward } from './lora-forward.js';
 import { type RowGroups, mixedLowRankDelta } from './mixed-batch.js';
 import type { ParameterCounts } from './params.js';
 import { Rng, randomNormal } from '../util/random.js';
 import { withRows } from './rows.js';
 import { checkPositiveInt, checkShape, describe, invalid } from '../util/validate.js';
+import { warn } from '../util/warnings.js';
 
 /** Options of {@link LoRALinear}: the layer's sizes and base weights, plus its first adapter. */
 export interface LoRALinearOptions extends LoRAConfig {
@@ -29,6 +36,8 @@ export interface LoRALinearOptions extends LoRAConfig {
   adapterName?: string;
   /** Create no adapter at all (add them later with `addAdapter`). */
   noAdapter?: boolean;
+  /** The layer's module name, used in messages (default `"linear"`; a `LoRAMLP` passes `fc1`, …). */
+  name?: string;
 }
 
 /** Options of a forward pass. */
@@ -39,11 +48,17 @@ export interface ForwardOptions {
   needsInputGrad?: boolean;
 }
 
+/** What an adapter of a layer is: low-rank factors, or a full trainable copy of the layer. */
+export type AdapterKind = 'lora' | 'full';
+
 const WHERE = 'LoRALinear';
 
 /**
  * A linear layer with a frozen base weight and low-rank adapters:
  * `y = x·W + b + s·(dropout(x)·A)·B`.
+ *
+ * An adapter may instead be a full trainable copy of W and b (PEFT's `modules_to_save`),
+ * used in place of the base while it is active.
  *
  * The layer holds state only (base tensors, adapters, which one is active or merged);
  * the arithmetic lives in `lora-forward.ts`.
@@ -51,11 +66,18 @@ const WHERE = 'LoRALinear';
 export class LoRALinear {
   readonly inFeatures: number;
   readonly outFeatures: number;
+  /** The module name used in messages. */
+  readonly name: string;
   /** How gradients are computed: `auto` picks the fused path on wasm/cpu. */
   gradientPath: GradientPath = 'auto';
 
   private base: FrozenLinear;
+  /** The base as it was before a full copy was merged in (restored exactly by unmerge). */
+  private beforeFullMerge: FrozenLinear | null = null;
   private readonly adapters = new Map<string, LoRAAdapter>();
+  private readonly fullAdapters = new Map<string, FullAdapter>();
+  /** Every adapter name, both kinds, in insertion order. */
+  private readonly order: string[] = [];
   private activeName: string | null = null;
   private mergedName: string | null = null;
   private disposed = false;
@@ -66,23 +88,24 @@ export class LoRALinear {
     const outFeatures = checkPositiveInt(WHERE, 'outFeatures', options.outFeatures);
     if (options.weight !== undefined) checkShape(WHERE, 'weight', options.weight, [inFeatures, outFeatures]);
     if (options.bias !== undefined) checkShape(WHERE, 'bias', options.bias, [outFeatures]);
+    const name = options.name ?? 'linear';
+    if (typeof name !== 'string' || name === '') invalid(WHERE, 'name', name, 'a non-empty string');
     const adapterName = options.adapterName ?? 'default';
-    const config = options.noAdapter ? null : resolveLoRAConfig(WHERE, options, inFeatures, outFeatures);
+    if (!options.noAdapter && (typeof adapterName !== 'string' || adapterName === '')) invalid(WHERE, 'adapterName', adapterName, 'a non-empty string');
+    const config = options.noAdapter ? null : resolveLoRAConfig(WHERE, options);
     const weightSeed = options.weightSeed ?? config?.seed ?? 0;
     if (!Number.isInteger(weightSeed)) invalid(WHERE, 'weightSeed', weightSeed, 'an integer');
 
     this.inFeatures = inFeatures;
     this.outFeatures = outFeatures;
+    this.name = name;
     const weight =
       options.weight !== undefined
         ? tf.keep(tf.clone(options.weight))
         : tf.keep(randomNormal<tf.Rank.R2>([inFeatures, outFeatures], new Rng(weightSeed)));
     const bias = options.bias !== undefined ? tf.keep(tf.clone(options.bias)) : undefined;
     this.base = { weight, bias };
-    if (config !== null) {
-      this.adapters.set(adapterName, createAdapter(adapterName, config, inFeatures, outFeatures));
-      this.activeName = adapterName;
-    }
+    if (config !== null) this.insert(adapterName, config, undefined);
   }
 
   // ---- state ---------------------------------------------------------------------------
@@ -113,18 +136,36 @@ export class LoRALinear {
     return this.mergedName !== null;
   }
 
-  /** Names of the adapters held, in insertion order. */
+  /** Names of the adapters held (both kinds), in insertion order. */
   adapterNames(): string[] {
-    return [...this.adapters.keys()];
+    return [...this.order];
   }
 
-  /** The adapter called `name` (default: the active one). */
+  /** Whether adapter `name` is low-rank (`lora`) or a full copy (`full`); undefined when absent. */
+  adapterKind(name: string): AdapterKind | undefined {
+    if (this.adapters.has(name)) return 'lora';
+    if (this.fullAdapters.has(name)) return 'full';
+    return undefined;
+  }
+
+  /** The low-rank adapter called `name` (default: the active one). */
   adapter(name?: string): LoRAAdapter {
     this.assertLive();
     const key = name ?? this.activeName;
-    if (key === null) throw new Error(`${WHERE}: no adapter is active; pass a name or call setActiveAdapter()`);
+    if (key === null) throw new Error(`${WHERE} ${this.name}: no adapter is active; pass a name or call setActiveAdapter()`);
     const found = this.adapters.get(key);
-    if (found === undefined) invalid(WHERE, 'adapter name', key, `one of ${describe(this.adapterNames())}`);
+    if (found === undefined) {
+      if (this.fullAdapters.has(key)) throw new Error(`${WHERE} ${this.name}: adapter ${describe(key)} is a full copy of the layer (modules_to_save), not a low-rank adapter; use fullAdapter()`);
+      invalid(WHERE, 'adapter name', key, `one of ${describe(this.adapterNames())}`);
+    }
+    return found;
+  }
+
+  /** The full trainable copy called `name` (PEFT's `modules_to_save`). */
+  fullAdapter(name: string): FullAdapter {
+    this.assertLive();
+    const found = this.fullAdapters.get(name);
+    if (found === undefined) invalid(WHERE, 'full adapter name', name, `one of ${describe([...this.fullAdapters.keys()])}`);
     return found;
   }
 
@@ -153,78 +194,112 @@ export class LoRALinear {
    * active if none is.
    */
   addAdapter(name: string, config: LoRAConfig = {}, initial?: AdapterFactors): LoRAAdapter {
-    this.assertLive();
-    if (typeof name !== 'string' || name === '') invalid(WHERE, 'name', name, 'a non-empty string');
-    if (this.adapters.has(name)) invalid(WHERE, 'name', name, 'a name not already used by an adapter of this layer');
+    this.checkNewName(name);
     const resolved = this.checkAdapter(config, initial);
-    const adapter = createAdapter(name, resolved, this.inFeatures, this.outFeatures, initial);
-    this.adapters.set(name, adapter);
+    return this.insert(name, resolved, initial);
+  }
+
+  /**
+   * Add a full trainable copy of the layer as adapter `name` (PEFT's `modules_to_save`):
+   * a copy of the base weight and bias, or of `initial`. It becomes active if none is.
+   */
+  addFullAdapter(name: string, initial?: FullWeights): FullAdapter {
+    this.checkNewName(name);
+    this.checkFull(initial);
+    const full = createFullAdapter(name, initial ?? { weight: this.base.weight, bias: this.base.bias });
+    this.fullAdapters.set(name, full);
+    this.order.push(name);
     if (this.activeName === null && this.mergedName === null) this.activeName = name;
-    return adapter;
+    return full;
   }
 
   /** Replace adapter `name` (not merged) by a new one, in place: it stays active if it was. */
   replaceAdapter(name: string, config: LoRAConfig = {}, initial?: AdapterFactors): LoRAAdapter {
     const old = this.adapter(name);
-    if (this.mergedName === name) throw new Error(`${WHERE}: adapter ${describe(name)} is merged; call unmerge() before replacing it`);
+    if (this.mergedName === name) throw new Error(`${WHERE} ${this.name}: adapter ${describe(name)} is merged; call unmerge() before replacing it`);
     const resolved = this.checkAdapter(config, initial);
-    const adapter = createAdapter(name, resolved, this.inFeatures, this.outFeatures, initial);
+    const adapter = this.create(name, resolved, initial);
     this.adapters.set(name, adapter); // Map keeps the original insertion position
     disposeAdapter(old);
     return adapter;
   }
 
   /** Check a config (and given factors) against this layer before anything is allocated. */
-  checkAdapter(config: LoRAConfig, initial?: AdapterFactors) {
-    const resolved = resolveLoRAConfig(WHERE, config, this.inFeatures, this.outFeatures);
+  checkAdapter(config: LoRAConfig, initial?: AdapterFactors): ResolvedLoRAConfig {
+    const resolved = resolveLoRAConfig(`${WHERE} ${this.name}`, config);
     if (initial !== undefined) {
-      checkShape(WHERE, 'A', initial.A, [this.inFeatures, resolved.rank]);
-      checkShape(WHERE, 'B', initial.B, [resolved.rank, this.outFeatures]);
+      if (initial === null || typeof initial !== 'object') invalid(WHERE, 'initial', initial, 'an object { A, B }');
+      checkFloatTensor('A', initial.A, [this.inFeatures, resolved.rank]);
+      checkFloatTensor('B', initial.B, [resolved.rank, this.outFeatures]);
     }
     return resolved;
+  }
+
+  /** Check the weights of a full copy against this layer. */
+  checkFull(initial?: FullWeights): void {
+    if (initial === undefined) return;
+    if (initial === null || typeof initial !== 'object') invalid(WHERE, 'initial', initial, 'an object { weight, bias }');
+    checkFloatTensor('weight', initial.weight, [this.inFeatures, this.outFeatures]);
+    if ((initial.bias === undefined) !== (this.base.bias === undefined)) {
+      invalid(WHERE, 'bias', initial.bias, this.base.bias === undefined ? 'undefined (the base layer has no bias)' : `a tensor of shape [${this.outFeatures}] (the base layer has a bias)`);
+    }
+    if (initial.bias !== undefined) checkFloatTensor('bias', initial.bias, [this.outFeatures]);
   }
 
   /** Make `name` the adapter forward passes use; null runs the base alone. */
   setActiveAdapter(name: string | null): void {
     this.assertLive();
-    if (name !== null && !this.adapters.has(name)) {
+    if (name !== null && this.adapterKind(name) === undefined) {
       invalid(WHERE, 'adapter name', name, `null or one of ${describe(this.adapterNames())}`);
     }
     if (this.mergedName !== null && name !== this.mergedName) {
       throw new Error(
-        `${WHERE}: cannot switch to adapter ${describe(name)} while ${describe(this.mergedName)} is merged; call unmerge() first`,
+        `${WHERE} ${this.name}: cannot switch to adapter ${describe(name)} while ${describe(this.mergedName)} is merged; call unmerge() first`,
       );
     }
     this.activeName = name;
   }
 
-  /** Remove an adapter and free its tensors. */
+  /** Remove an adapter (either kind) and free its tensors. */
   deleteAdapter(name: string): void {
-    const adapter = this.adapter(name);
+    this.assertLive();
+    const kind = this.adapterKind(name);
+    if (kind === undefined) invalid(WHERE, 'adapter name', name, `one of ${describe(this.adapterNames())}`);
     if (this.mergedName === name) {
-      throw new Error(`${WHERE}: adapter ${describe(name)} is merged; call unmerge() before deleting it`);
+      throw new Error(`${WHERE} ${this.name}: adapter ${describe(name)} is merged; call unmerge() before deleting it`);
     }
-    this.adapters.delete(name);
+    if (kind === 'lora') {
+      disposeAdapter(this.adapters.get(name) as LoRAAdapter);
+      this.adapters.delete(name);
+    } else {
+      disposeFullAdapter(this.fullAdapters.get(name) as FullAdapter);
+      this.fullAdapters.delete(name);
+    }
+    this.order.splice(this.order.indexOf(name), 1);
     if (this.activeName === name) this.activeName = null;
-    disposeAdapter(adapter);
   }
 
   /** The active adapter's variables: what an optimizer may update. */
   trainableVariables(): tf.Variable[] {
     this.assertLive();
     if (this.activeName === null) return [];
+    const full = this.fullAdapters.get(this.activeName);
+    if (full !== undefined) return full.bias === undefined ? [full.weight] : [full.weight, full.bias];
     const a = this.adapter();
     return [a.A, a.B];
   }
 
-  /** Counts: frozen = W (+ bias), lora = every adapter, trainable = the active adapter. */
+  /** Counts: frozen = W (+ bias), lora = every LoRA adapter, saved = every full copy, trainable = the active one. */
   parameterCounts(): ParameterCounts {
     this.assertLive();
-    const frozen = this.base.weight.size + (this.base.bias?.size ?? 0);
+    const original = this.beforeFullMerge ?? this.base;
+    const frozen = original.weight.size + (original.bias?.size ?? 0);
     let lora = 0;
     for (const a of this.adapters.values()) lora += adapterParameterCount(a);
-    const trainable = this.activeName === null ? 0 : adapterParameterCount(this.adapter());
-    return { total: frozen + lora, trainable, frozen, lora };
+    let saved = 0;
+    for (const f of this.fullAdapters.values()) saved += f.weight.size + (f.bias?.size ?? 0);
+    const trainable = this.trainableVariables().reduce((n, v) => n + v.size, 0);
+    return { total: frozen + lora + saved, trainable, frozen, lora, saved };
   }
 
   // ---- forward -------------------------------------------------------------------------
@@ -236,18 +311,19 @@ export class LoRALinear {
   apply(x: tf.Tensor, options: ForwardOptions = {}): tf.Tensor {
     this.assertLive();
     this.checkInput(x);
-    const useAdapter = this.activeName !== null && this.activeName !== this.mergedName;
-    const adapter = useAdapter ? this.adapter() : null;
+    const unmergedActive = this.activeName !== null && this.activeName !== this.mergedName ? this.activeName : null;
+    const full = unmergedActive === null ? undefined : this.fullAdapters.get(unmergedActive);
+    const needsInputGrad = options.needsInputGrad ?? true;
+    if (full !== undefined) {
+      return withRows(x, this.outFeatures, (rows) => denseForward(rows, full.weight, full.bias, this.gradientPath, needsInputGrad));
+    }
+    const adapter = unmergedActive === null ? null : this.adapter(unmergedActive);
     return withRows(x, this.outFeatures, (rows) => {
       const dropout =
         adapter !== null && options.training === true && adapter.config.dropout > 0
           ? { rate: adapter.config.dropout, seed: adapter.rng.int(2 ** 31) }
           : null;
-      return linearForward(rows, this.base, adapter, {
-        dropout,
-        path: this.gradientPath,
-        needsInputGrad: options.needsInputGrad ?? true,
-      });
+      return linearForward(rows, this.base, adapter, { dropout, path: this.gradientPath, needsInputGrad });
     });
   }
 
@@ -258,18 +334,32 @@ export class LoRALinear {
 
   /**
    * Inference on a mixed batch: rows `[n, in]` grouped by adapter (see `groupRows`). The
-   * base matMul runs once for all rows; each adapter's low-rank product once for its rows.
+   * base matMul runs once for all rows; the low-rank adapters' products as two matMuls for
+   * the whole batch; a full copy once for the batch, kept on its own rows.
    */
   predictMixed(rows: tf.Tensor2D, groups: RowGroups): tf.Tensor2D {
     this.assertLive();
     this.checkInput(rows);
     if (this.mergedName !== null) {
-      throw new Error(`${WHERE}: adapter ${describe(this.mergedName)} is merged into the weight; call unmerge() before mixing adapters in a batch`);
+      throw new Error(`${WHERE} ${this.name}: adapter ${describe(this.mergedName)} is merged into the weight; call unmerge() before mixing adapters in a batch`);
     }
-    const adapters = groups.names.map((n) => this.adapter(n));
+    for (const n of groups.names) if (this.adapterKind(n) === undefined) invalid(WHERE, 'adapter name', n, `one of ${describe(this.adapterNames())}`);
+    const loraIdx = groups.names.flatMap((n, j) => (this.adapters.has(n) ? [j] : []));
+    const fullIdx = groups.names.flatMap((n, j) => (this.fullAdapters.has(n) ? [j] : []));
+    const loraGroups: RowGroups = { names: loraIdx.map((j) => groups.names[j]), rows: loraIdx.map((j) => groups.rows[j]) };
     return tf.tidy(() => {
       const base = linearForward(rows, this.base, null, { dropout: null, path: 'autodiff', needsInputGrad: false });
-      return tf.add(base, mixedLowRankDelta(rows, groups, adapters, this.outFeatures)) as tf.Tensor2D;
+      let y = tf.add(base, mixedLowRankDelta(rows, loraGroups, loraGroups.names.map((n) => this.adapter(n)), this.outFeatures)) as tf.Tensor2D;
+      const n = rows.shape[0];
+      for (const j of fullIdx) {
+        const full = this.fullAdapters.get(groups.names[j]) as FullAdapter;
+        const mask = new Float32Array(n);
+        for (const i of groups.rows[j]) mask[i] = 1;
+        const m = tf.tensor2d(mask, [n, 1]);
+        const own = denseForward(rows, full.weight, full.bias, 'autodiff', false);
+        y = tf.add(tf.mul(y, tf.sub(1, m)), tf.mul(own, m)) as tf.Tensor2D;
+      }
+      return y;
     });
   }
 
@@ -277,12 +367,20 @@ export class LoRALinear {
 
   /**
    * Fold the active adapter into the weight (W ← W + s·A·B) so the forward pass does no
-   * LoRA matmul. Merging a merged layer is a no-op: the delta is never added twice.
+   * LoRA matmul; a full copy replaces the weight and bias instead. Merging a merged layer
+   * is a no-op: the delta is never added twice.
    */
   merge(): void {
     this.assertLive();
     if (this.mergedName !== null) return;
-    if (this.activeName === null) throw new Error(`${WHERE}: no adapter is active, so there is nothing to merge`);
+    if (this.activeName === null) throw new Error(`${WHERE} ${this.name}: no adapter is active, so there is nothing to merge`);
+    const full = this.fullAdapters.get(this.activeName);
+    if (full !== undefined) {
+      this.beforeFullMerge = this.base;
+      this.base = { weight: tf.keep(tf.clone(full.weight)), bias: full.bias === undefined ? undefined : tf.keep(tf.clone(full.bias)) };
+      this.mergedName = full.name;
+      return;
+    }
     const adapter = this.adapter();
     this.replaceWeight(tf.tidy(() => tf.add(this.base.weight, deltaWeight(adapter))));
     this.mergedName = adapter.name;
@@ -292,6 +390,13 @@ export class LoRALinear {
   unmerge(): void {
     this.assertLive();
     if (this.mergedName === null) return;
+    if (this.beforeFullMerge !== null) {
+      disposeBase(this.base);
+      this.base = this.beforeFullMerge;
+      this.beforeFullMerge = null;
+      this.mergedName = null;
+      return;
+    }
     const adapter = this.adapter(this.mergedName);
     this.replaceWeight(tf.tidy(() => tf.sub(this.base.weight, deltaWeight(adapter))));
     this.mergedName = null;
@@ -300,16 +405,40 @@ export class LoRALinear {
   /** Free every tensor the layer holds. Using it afterwards throws. */
   dispose(): void {
     if (this.disposed) return;
-    this.base.weight.dispose();
-    this.base.weightT?.dispose();
-    this.base.bias?.dispose();
+    disposeBase(this.base);
+    if (this.beforeFullMerge !== null) disposeBase(this.beforeFullMerge);
     for (const a of this.adapters.values()) disposeAdapter(a);
+    for (const f of this.fullAdapters.values()) disposeFullAdapter(f);
     this.adapters.clear();
+    this.fullAdapters.clear();
+    this.order.length = 0;
     this.disposed = true;
   }
 
   get isDisposed(): boolean {
     return this.disposed;
+  }
+
+  private checkNewName(name: string): void {
+    this.assertLive();
+    if (typeof name !== 'string' || name === '') invalid(WHERE, 'name', name, 'a non-empty string');
+    if (this.adapterKind(name) !== undefined) invalid(WHERE, 'name', name, 'a name not already used by an adapter of this layer');
+  }
+
+  private create(name: string, config: ResolvedLoRAConfig, initial: AdapterFactors | undefined): LoRAAdapter {
+    const maxRank = Math.min(this.inFeatures, this.outFeatures);
+    if (config.rank > maxRank) {
+      warn(`${WHERE} ${this.name}: rank ${config.rank} exceeds min(in, out) = ${maxRank} (${this.inFeatures} → ${this.outFeatures}); it adds parameters but no capacity`);
+    }
+    return createAdapter(name, config, this.inFeatures, this.outFeatures, initial);
+  }
+
+  private insert(name: string, config: ResolvedLoRAConfig, initial: AdapterFactors | undefined): LoRAAdapter {
+    const adapter = this.create(name, config, initial);
+    this.adapters.set(name, adapter);
+    this.order.push(name);
+    if (this.activeName === null && this.mergedName === null) this.activeName = name;
+    return adapter;
   }
 
   private replaceWeight(next: tf.Tensor2D): void {
@@ -326,11 +455,25 @@ export class LoRALinear {
   }
 
   private assertLive(): void {
-    if (this.disposed) throw new Error(`${WHERE}: this layer has been disposed`);
+    if (this.disposed) throw new Error(`${WHERE} ${this.name}: this layer has been disposed`);
   }
 }
 
 /** s·A·B, the adapter's weight update `[in, out]`. */
 export function deltaWeight(adapter: Pick<LoRAAdapter, 'A' | 'B' | 'scale'>): tf.Tensor2D {
   return tf.tidy(() => tf.mul(tf.matMul(adapter.A, adapter.B), adapter.scale));
+}
+
+function disposeBase(base: FrozenLinear): void {
+  base.weight.dispose();
+  base.weightT?.dispose();
+  base.bias?.dispose();
+}
+
+function checkFloatTensor(name: string, t: unknown, shape: readonly number[]): void {
+  checkShape(WHERE, name, t, shape);
+  const tensor = t as tf.Tensor;
+  if (!(tensor instanceof tf.Tensor) || tensor.isDisposed || tensor.dtype !== 'float32') {
+    invalid(WHERE, name, t, `a live float32 tensor of shape [${shape.join(', ')}]`);
+  }
 }

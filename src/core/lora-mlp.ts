@@ -1,18 +1,25 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { type AdapterFactors, type LoRAConfig, resolveLoRAConfig } from './lora-adapter.js';
+import { type AdapterFactors, type FullWeights, type LoRAConfig, resolveLoRAConfig } from './lora-adapter.js';
 import type { GradientPath } from './lora-forward.js';
 import { LoRALinear } from './lora-linear.js';
 import { MLP, checkModelInput } from './mlp.js';
 import type { Model } from './model.js';
 import { layerSeed } from './model.js';
 import { type ParameterCounts, sumCounts } from './params.js';
+import { type ModuleRole, type TargetSpec, patternValue, resolveRoles } from './targets.js';
 import { Rng, randomUniform } from '../util/random.js';
 import { withRows } from './rows.js';
-import { groupRows } from './mixed-batch.js';
-import { checkDims, checkInteger, checkOneOf, invalid } from '../util/validate.js';
+import { type RowGroups, groupRows } from './mixed-batch.js';
+import { checkDims, checkInteger, checkModuleNames, checkOneOf, describe, invalid } from '../util/validate.js';
 
-/** Options of {@link LoRAMLP}: the adapter's config plus how the random base is drawn. */
-export interface LoRAMLPOptions extends LoRAConfig {
+/**
+ * What one adapter of a `LoRAMLP` is: the LoRA hyper-parameters plus, in PEFT's
+ * vocabulary, which layers it covers (default: all) and per-layer ranks and alphas.
+ */
+export interface AdapterOptions extends LoRAConfig, TargetSpec {}
+
+/** Options of {@link LoRAMLP}: the first adapter plus how the random base is drawn. */
+export interface LoRAMLPOptions extends AdapterOptions {
   /**
    * Random frozen base: `normal` = N(0, 1) as the reference (unscaled, so activations grow
    * ~√width per layer); `kaiming` = U(−1/√in, 1/√in) as PyTorch's nn.Linear.
@@ -20,71 +27,100 @@ export interface LoRAMLPOptions extends LoRAConfig {
   baseInit?: 'normal' | 'kaiming';
   /** Name of the first adapter (default `"default"`). */
   adapterName?: string;
+  /** Create no adapter (add them with `addAdapter`). */
+  noAdapter?: boolean;
+  /** Module name of each layer (default `fc1`, `fc2`, …), as in adapter files. */
+  names?: readonly string[];
+  /** Frozen base weights (copied) instead of random ones: W `[in, out]` and optional b `[out]` per layer. */
+  weights?: ReadonlyArray<{ weight: tf.Tensor2D; bias?: tf.Tensor1D }>;
 }
 
+/** Options of {@link LoRAMLP.fromBase}. */
+export interface FromBaseOptions extends AdapterOptions {
+  /** Name of the first adapter (default `"default"`). */
+  adapterName?: string;
+  /** Freeze the base and add no adapter (add them with `addAdapter` or `loadAdapter`). */
+  noAdapter?: boolean;
+}
+
+/** One layer's part of an adapter: low-rank, a full trainable copy, or nothing. */
+export type LayerPlan =
+  | { kind: 'lora'; config: LoRAConfig; initial?: AdapterFactors }
+  | { kind: 'full'; initial?: FullWeights }
+  | null;
+
+/** Given weights per layer (copied): factors for LoRA layers, weights for full copies, null elsewhere. */
+export type AdapterInitial = ReadonlyArray<AdapterFactors | FullWeights | null | undefined>;
+
+const WHERE = 'LoRAMLP';
+
 /**
- * The reference's `LoRAModel`: a frozen MLP (ReLU between layers) with a LoRA adapter on
- * every layer. Build it on random weights (`new LoRAMLP(dims, …)`, as the reference) or,
- * the real workflow, on a trained network (`LoRAMLP.fromBase(mlp, …)`).
+ * The reference's `LoRAModel`: a frozen MLP (ReLU between layers) with LoRA adapters.
+ * Build it on random weights (`new LoRAMLP(dims, …)`, as the reference) or, the real
+ * workflow, on a trained network (`LoRAMLP.fromBase(mlp, …)`).
+ *
+ * An adapter covers every layer by default, or the layers its `targetModules` select
+ * (PEFT's rules), with per-layer ranks and alphas from `rankPattern` / `alphaPattern`;
+ * `modulesToSave` layers train in full. Layers an adapter does not cover run as the
+ * frozen base while it is active.
  */
 export class LoRAMLP implements Model {
   readonly dims: readonly number[];
   readonly layers: readonly LoRALinear[];
+  /** Module name of each layer (`fc1`, …): the names adapter files use. */
+  readonly names: readonly string[];
+
+  private readonly order: string[] = [];
+  private activeName: string | null = null;
 
   constructor(dims: readonly number[], options: LoRAMLPOptions = {}) {
-    checkDims('LoRAMLP', dims);
-    const seed = checkInteger('LoRAMLP', 'seed', options.seed ?? 0);
-    const baseInit = checkOneOf('LoRAMLP', 'baseInit', options.baseInit ?? 'normal', ['normal', 'kaiming'] as const);
-    // Check every layer's config before allocating any of them.
-    LoRAMLP.checkConfig(dims, options);
+    if (options === null || typeof options !== 'object') invalid(WHERE, 'options', options, 'an options object');
+    checkDims(WHERE, dims);
+    const seed = checkInteger(WHERE, 'seed', options.seed ?? 0);
+    const baseInit = checkOneOf(WHERE, 'baseInit', options.baseInit ?? 'normal', ['normal', 'kaiming'] as const);
+    const names = checkModuleNames(WHERE, options.names, dims.length - 1);
+    const given = options.weights;
+    if (given !== undefined) {
+      if (!Array.isArray(given) || given.length !== dims.length - 1) invalid(WHERE, 'weights', given, `one { weight, bias } per layer (${dims.length - 1})`);
+      given.forEach((w, i) => {
+        if (w === null || typeof w !== 'object') invalid(WHERE, `weights[${i}]`, w, 'an object { weight, bias }');
+        checkLiveShape(`weights[${i}].weight`, w.weight, [dims[i], dims[i + 1]]);
+        if (w.bias !== undefined) checkLiveShape(`weights[${i}].bias`, w.bias, [dims[i + 1]]);
+      });
+    }
+    // Check the whole first adapter before allocating anything.
+    const plan = options.noAdapter ? null : planAdapter(WHERE, names, dims, options);
     this.dims = [...dims];
+    this.names = names;
     this.layers = dims.slice(1).map((out, i) => {
       const inF = dims[i];
       const weight =
-        baseInit === 'kaiming'
-          ? randomUniform<tf.Rank.R2>([inF, out], new Rng(layerSeed(seed, 100 + i)), 1 / Math.sqrt(inF))
-          : undefined;
-      const layer = new LoRALinear({
-        ...options,
-        inFeatures: inF,
-        outFeatures: out,
-        weight,
-        seed: layerSeed(seed, i),
-        weightSeed: layerSeed(seed, 100 + i),
-      });
-      weight?.dispose();
+        given !== undefined
+          ? given[i].weight
+          : baseInit === 'kaiming'
+            ? randomUniform<tf.Rank.R2>([inF, out], new Rng(layerSeed(seed, 100 + i)), 1 / Math.sqrt(inF))
+            : undefined;
+      const layer = new LoRALinear({ inFeatures: inF, outFeatures: out, weight, bias: given?.[i].bias, weightSeed: layerSeed(seed, 100 + i), name: names[i], noAdapter: true });
+      if (given === undefined) weight?.dispose();
       return layer;
     });
+    if (plan !== null) this.insert(options.adapterName ?? 'default', plan);
   }
 
   /**
-   * Freeze a trained MLP's weights and biases (copied) and add fresh adapters: pretrain,
-   * freeze, adapt.
+   * Freeze a trained MLP's weights and biases (copied) and add a fresh adapter: pretrain,
+   * freeze, adapt. The layers keep the MLP's module names.
    */
-  static fromBase(base: MLP, options: LoRAConfig & { adapterName?: string } = {}): LoRAMLP {
+  static fromBase(base: MLP, options: FromBaseOptions = {}): LoRAMLP {
     if (!(base instanceof MLP)) invalid('LoRAMLP.fromBase', 'base', base, 'an MLP');
-    LoRAMLP.checkConfig(base.dims, options);
-    const seed = checkInteger('LoRAMLP.fromBase', 'seed', options.seed ?? 0);
-    // Bypass the constructor, which would draw random base weights only to replace them.
-    const model = Object.create(LoRAMLP.prototype) as LoRAMLP & { dims: number[]; layers: LoRALinear[] };
-    model.dims = [...base.dims];
-    model.layers = base.layers.map(
-      (dense, i) =>
-        new LoRALinear({
-          ...options,
-          inFeatures: dense.inFeatures,
-          outFeatures: dense.outFeatures,
-          weight: dense.W,
-          bias: dense.b,
-          seed: layerSeed(seed, i),
-        }),
-    );
-    return model;
-  }
-
-  /** Check a config against every layer's sizes before anything is allocated. */
-  private static checkConfig(dims: readonly number[], options: LoRAConfig): void {
-    for (let i = 0; i + 1 < dims.length; i++) resolveLoRAConfig(`LoRAMLP (layer ${i})`, options, dims[i], dims[i + 1]);
+    if (options === null || typeof options !== 'object') invalid('LoRAMLP.fromBase', 'options', options, 'an options object');
+    const { baseInit: _ignored, names: _names, weights: _weights, ...adapter } = options as LoRAMLPOptions;
+    void _ignored, _names, _weights;
+    return new LoRAMLP(base.dims, {
+      ...adapter,
+      names: base.names,
+      weights: base.layers.map((d) => ({ weight: d.W, bias: d.b })),
+    });
   }
 
   /** Gradient path of every layer (see `GradientPath`). */
@@ -97,7 +133,7 @@ export class LoRAMLP implements Model {
   }
 
   apply(x: tf.Tensor, options: { training?: boolean } = {}): tf.Tensor {
-    checkModelInput('LoRAMLP', x, this.dims[0]);
+    checkModelInput(WHERE, x, this.dims[0]);
     return withRows(x, this.dims[this.dims.length - 1], (rows) =>
       tf.tidy(() => {
         let h: tf.Tensor = rows;
@@ -118,22 +154,24 @@ export class LoRAMLP implements Model {
    */
   predict(x: tf.Tensor, options: { adapters?: readonly (string | null)[] } = {}): tf.Tensor {
     if (options.adapters === undefined) return this.apply(x, { training: false });
-    checkModelInput('LoRAMLP', x, this.dims[0]);
+    checkModelInput('LoRAMLP.predict', x, this.dims[0]);
     const rowCount = x.size / this.dims[0];
     const names = options.adapters;
     if (!Array.isArray(names) || names.length !== rowCount) {
       invalid('LoRAMLP.predict', 'adapters', names, `an array of ${rowCount} adapter names or nulls, one per row of x`);
     }
-    const known = this.adapterNames();
-    const unknown = names.find((n) => n !== null && !known.includes(n as string));
-    if (unknown !== undefined) invalid('LoRAMLP.predict', 'adapters', unknown, `adapter names from ${JSON.stringify(known)} or null`);
+    const unknown = names.find((n) => n !== null && !this.order.includes(n as string));
+    if (unknown !== undefined) invalid('LoRAMLP.predict', 'adapters', unknown, `adapter names from ${describe(this.order)} or null`);
     if (this.merged) throw new Error('LoRAMLP.predict: an adapter is merged into the weights; call unmerge() before mixing adapters in a batch');
     const groups = groupRows(names);
     return withRows(x, this.dims[this.dims.length - 1], (rows) =>
       tf.tidy(() => {
         let h: tf.Tensor2D = rows;
         this.layers.forEach((layer, i) => {
-          h = layer.predictMixed(h, groups);
+          // Rows whose adapter does not cover this layer run it as the base.
+          const own = groups.names.flatMap((n, j) => (layer.adapterKind(n) !== undefined ? [j] : []));
+          const layerGroups: RowGroups = { names: own.map((j) => groups.names[j]), rows: own.map((j) => groups.rows[j]) };
+          h = layer.predictMixed(h, layerGroups);
           if (i < this.layers.length - 1) h = tf.relu(h);
         });
         return h;
@@ -152,69 +190,92 @@ export class LoRAMLP implements Model {
   // ---- adapters ------------------------------------------------------------------------
 
   /**
-   * Add an adapter called `name` to every layer: fresh, or with given factors per layer
-   * (`initial[i]` for layer i, copied). Everything is checked before anything is allocated.
+   * Add an adapter called `name`: fresh, or with given weights per layer (`initial[i]` for
+   * layer i, copied: `{ A, B }` for a LoRA layer, `{ weight, bias }` for a full copy, null
+   * for a layer the adapter does not cover). Everything is checked before anything is
+   * allocated. It becomes active when no adapter is.
    */
-  addAdapter(name: string, config: LoRAConfig = {}, initial?: readonly AdapterFactors[]): void {
-    if (typeof name !== 'string' || name === '') invalid('LoRAMLP', 'name', name, 'a non-empty string');
-    if (this.layers[0].adapterNames().includes(name)) {
-      invalid('LoRAMLP', 'name', name, 'a name not already used by an adapter of this model');
-    }
-    this.checkAdapter(config, initial);
-    const seed = config.seed ?? 0;
-    this.layers.forEach((l, i) => l.addAdapter(name, { ...config, seed: layerSeed(seed, i) }, initial?.[i]));
+  addAdapter(name: string, config: AdapterOptions = {}, initial?: AdapterInitial): void {
+    this.checkNewName(name);
+    this.insert(name, this.planWith(config, initial));
   }
 
-  /** Replace adapter `name` in every layer (checked first; the model is unchanged on error). */
-  replaceAdapter(name: string, config: LoRAConfig = {}, initial?: readonly AdapterFactors[]): void {
-    this.layers[0].adapter(name); // validates the name
-    if (this.layers[0].mergedAdapter === name) throw new Error(`LoRAMLP: adapter ${JSON.stringify(name)} is merged; call unmerge() before replacing it`);
-    this.checkAdapter(config, initial);
-    const seed = config.seed ?? 0;
-    this.layers.forEach((l, i) => l.replaceAdapter(name, { ...config, seed: layerSeed(seed, i) }, initial?.[i]));
+  /** Add an adapter described layer by layer (what adapter files and combinations produce). */
+  addAdapterLayers(name: string, plan: readonly LayerPlan[]): void {
+    this.checkNewName(name);
+    this.checkAdapterLayers(plan);
+    this.insert(name, plan);
   }
 
-  private checkAdapter(config: LoRAConfig, initial?: readonly AdapterFactors[]): void {
-    LoRAMLP.checkConfig(this.dims, config);
-    if (initial !== undefined) {
-      if (!Array.isArray(initial) || initial.length !== this.layers.length) {
-        invalid('LoRAMLP', 'initial', initial, `one { A, B } per layer (${this.layers.length})`);
-      }
-      this.layers.forEach((l, i) => l.checkAdapter(config, initial[i]));
-    }
+  /** Replace adapter `name` (not merged) by a new one; it stays active if it was. The model is unchanged on error. */
+  replaceAdapter(name: string, config: AdapterOptions = {}, initial?: AdapterInitial): void {
+    this.checkReplace(name);
+    this.swap(name, this.planWith(config, initial));
   }
 
-  /** Parameter counts of one adapter (its A and B in every layer). */
+  /** Replace adapter `name` by one described layer by layer. */
+  replaceAdapterLayers(name: string, plan: readonly LayerPlan[]): void {
+    this.checkReplace(name);
+    this.checkAdapterLayers(plan);
+    this.swap(name, plan);
+  }
+
+  /** What adapter `name` is on each layer: `lora`, `full` (a full copy) or null (not covered). */
+  adapterLayers(name: string): ModuleRole[] {
+    this.checkName(name);
+    return this.layers.map((l) => l.adapterKind(name) ?? null);
+  }
+
+  /** Parameters of one adapter (its factors, and its full copies, in every layer it covers). */
   adapterParameterCount(name: string): number {
-    return this.layers.reduce((n, l) => n + l.adapter(name).A.size + l.adapter(name).B.size, 0);
+    this.checkName(name);
+    return this.layers.reduce((n, l) => {
+      const kind = l.adapterKind(name);
+      if (kind === 'lora') return n + l.adapter(name).A.size + l.adapter(name).B.size;
+      if (kind === 'full') return n + l.fullAdapter(name).weight.size + (l.fullAdapter(name).bias?.size ?? 0);
+      return n;
+    }, 0);
   }
 
-  /** Use adapter `name` in every layer; null runs the frozen base alone. */
+  /** Use adapter `name` (on the layers it covers; the others run as the base); null runs the frozen base alone. */
   setActiveAdapter(name: string | null): void {
-    this.layers[0].setActiveAdapter(name); // validates before any layer changes
-    for (const l of this.layers) l.setActiveAdapter(name);
+    if (name !== null && !this.order.includes(name)) invalid(WHERE, 'adapter name', name, `null or one of ${describe(this.order)}`);
+    const merged = this.mergedAdapter;
+    if (merged !== null && name !== merged) {
+      throw new Error(`${WHERE}: cannot switch to adapter ${describe(name)} while ${describe(merged)} is merged; call unmerge() first`);
+    }
+    this.activeName = name;
+    this.syncActive();
   }
 
   get activeAdapter(): string | null {
-    return this.layers[0].activeAdapter;
+    return this.activeName;
+  }
+
+  /** The adapter folded into the weights, or null. */
+  get mergedAdapter(): string | null {
+    return this.layers.find((l) => l.mergedAdapter !== null)?.mergedAdapter ?? null;
   }
 
   adapterNames(): string[] {
-    return this.layers[0].adapterNames();
+    return [...this.order];
   }
 
   /** Remove adapter `name` from every layer (it must not be merged). */
   deleteAdapter(name: string): void {
-    this.layers[0].adapter(name); // validates the name before any layer changes
-    if (this.layers[0].mergedAdapter === name) {
-      throw new Error(`LoRAMLP: adapter ${JSON.stringify(name)} is merged; call unmerge() before deleting it`);
-    }
-    for (const l of this.layers) l.deleteAdapter(name);
+    this.checkName(name);
+    if (this.mergedAdapter === name) throw new Error(`${WHERE}: adapter ${describe(name)} is merged; call unmerge() before deleting it`);
+    for (const l of this.layers) if (l.adapterKind(name) !== undefined) l.deleteAdapter(name);
+    this.order.splice(this.order.indexOf(name), 1);
+    if (this.activeName === name) this.activeName = null;
   }
 
-  /** Fold the active adapter into every layer's weight. */
+  /** Fold the active adapter into the weights of every layer it covers. */
   merge(): void {
-    for (const l of this.layers) l.merge();
+    if (this.merged) return;
+    if (this.activeName === null) throw new Error(`${WHERE}: no adapter is active, so there is nothing to merge`);
+    this.syncActive();
+    for (const l of this.layers) if (l.activeAdapter !== null) l.merge();
   }
 
   unmerge(): void {
@@ -228,4 +289,120 @@ export class LoRAMLP implements Model {
   dispose(): void {
     for (const l of this.layers) l.dispose();
   }
+
+  // ---- internals -----------------------------------------------------------------------
+
+  private checkName(name: string): void {
+    if (!this.order.includes(name)) invalid(WHERE, 'adapter name', name, `one of ${describe(this.order)}`);
+  }
+
+  private checkNewName(name: string): void {
+    if (typeof name !== 'string' || name === '') invalid(WHERE, 'name', name, 'a non-empty string');
+    if (this.order.includes(name)) invalid(WHERE, 'name', name, 'a name not already used by an adapter of this model');
+  }
+
+  private checkReplace(name: string): void {
+    this.checkName(name);
+    if (this.mergedAdapter === name) throw new Error(`${WHERE}: adapter ${describe(name)} is merged; call unmerge() before replacing it`);
+  }
+
+  /** A plan from PEFT-style options, with given weights attached (checked against the roles). */
+  private planWith(config: AdapterOptions, initial?: AdapterInitial): LayerPlan[] {
+    const plan = planAdapter(WHERE, this.names, this.dims, config);
+    if (initial === undefined) return plan;
+    if (!Array.isArray(initial) || initial.length !== this.layers.length) {
+      invalid(WHERE, 'initial', initial, `one entry per layer (${this.layers.length}): { A, B }, { weight, bias } or null`);
+    }
+    const withInitial = plan.map((p, i): LayerPlan => {
+      const given = initial[i];
+      if (p === null) {
+        if (given != null) invalid(WHERE, `initial[${i}]`, given, `null (the adapter does not cover ${this.names[i]})`);
+        return null;
+      }
+      if (given == null) return p;
+      return p.kind === 'lora' ? { ...p, initial: given as AdapterFactors } : { kind: 'full', initial: given as FullWeights };
+    });
+    this.checkAdapterLayers(withInitial);
+    return withInitial;
+  }
+
+  /** Check a layer-by-layer adapter against this model's layers; allocates nothing. */
+  checkAdapterLayers(plan: readonly LayerPlan[]): void {
+    if (!Array.isArray(plan) || plan.length !== this.layers.length) invalid(WHERE, 'plan', plan, `one entry per layer (${this.layers.length})`);
+    if (plan.every((p) => p === null)) invalid(WHERE, 'plan', plan, 'an adapter that covers at least one layer');
+    plan.forEach((p, i) => {
+      if (p === null) return;
+      if (p.kind === 'lora') this.layers[i].checkAdapter(p.config, p.initial);
+      else if (p.kind === 'full') this.layers[i].checkFull(p.initial);
+      else invalid(WHERE, `plan[${i}].kind`, (p as { kind: unknown }).kind, '"lora", "full" or a null entry');
+    });
+  }
+
+  /** Allocate a checked adapter on every layer it covers. */
+  private insert(name: string, plan: readonly LayerPlan[]): void {
+    plan.forEach((p, i) => {
+      if (p === null) return;
+      if (p.kind === 'lora') this.layers[i].addAdapter(name, { ...p.config, seed: layerSeed(p.config.seed ?? 0, i) }, p.initial);
+      else this.layers[i].addFullAdapter(name, p.initial);
+    });
+    this.order.push(name);
+    if (this.activeName === null && this.mergedAdapter === null) this.activeName = name;
+    this.syncActive();
+  }
+
+  private swap(name: string, plan: readonly LayerPlan[]): void {
+    plan.forEach((p, i) => {
+      const layer = this.layers[i];
+      const had = layer.adapterKind(name);
+      if (had === 'lora' && p?.kind === 'lora') {
+        layer.replaceAdapter(name, { ...p.config, seed: layerSeed(p.config.seed ?? 0, i) }, p.initial);
+        return;
+      }
+      if (had !== undefined) layer.deleteAdapter(name);
+      if (p?.kind === 'lora') layer.addAdapter(name, { ...p.config, seed: layerSeed(p.config.seed ?? 0, i) }, p.initial);
+      else if (p?.kind === 'full') layer.addFullAdapter(name, p.initial);
+    });
+    this.syncActive();
+  }
+
+  /** Each layer runs the model's active adapter when it holds it, else its base. */
+  private syncActive(): void {
+    for (const l of this.layers) {
+      if (l.merged) continue;
+      const target = this.activeName !== null && l.adapterKind(this.activeName) !== undefined ? this.activeName : null;
+      if (l.activeAdapter !== target) l.setActiveAdapter(target);
+    }
+  }
+}
+
+function checkLiveShape(name: string, t: unknown, shape: readonly number[]): void {
+  const ok = t instanceof tf.Tensor && !t.isDisposed && t.dtype === 'float32' && t.shape.length === shape.length && t.shape.every((d: number, i: number) => d === shape[i]);
+  if (!ok) invalid(WHERE, name, t, `a live float32 tensor of shape [${shape.join(', ')}]`);
+}
+
+/**
+ * The per-layer plan of a fresh adapter from PEFT-style options: which layers it covers
+ * and with which rank and alpha. Checked completely; allocates nothing.
+ */
+export function planAdapter(where: string, names: readonly string[], dims: readonly number[], options: AdapterOptions): LayerPlan[] {
+  const roles = resolveRoles(where, names, options);
+  return roles.map((role, i): LayerPlan => {
+    if (role === null) return null;
+    if (role === 'full') return { kind: 'full' };
+    const base: LoRAConfig = {
+      rank: options.rank,
+      alpha: options.alpha,
+      dropout: options.dropout,
+      useRsLora: options.useRsLora,
+      init: options.init,
+      seed: options.seed,
+    };
+    const config: LoRAConfig = {
+      ...base,
+      rank: patternValue(where, 'rankPattern', options.rankPattern, names[i], options.rank ?? 4),
+      alpha: patternValue(where, 'alphaPattern', options.alphaPattern, names[i], options.alpha ?? 1),
+    };
+    resolveLoRAConfig(`${where} (${names[i]}: ${dims[i]} → ${dims[i + 1]})`, config);
+    return { kind: 'lora', config };
+  });
 }

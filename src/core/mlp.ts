@@ -6,7 +6,7 @@ import { layerSeed } from './model.js';
 import type { ParameterCounts } from './params.js';
 import { Rng } from '../util/random.js';
 import { withRows } from './rows.js';
-import { checkDims, checkInteger, checkOneOf, invalid } from '../util/validate.js';
+import { checkDims, checkInteger, checkModuleNames, checkOneOf, invalid } from '../util/validate.js';
 
 /** Options of {@link MLP}. */
 export interface MLPOptions {
@@ -17,6 +17,13 @@ export interface MLPOptions {
    * `he`: W ~ N(0, 2/in), b = 0, which keeps activations at unit scale through ReLUs.
    */
   init?: 'uniform' | 'he';
+  /** Layers with a bias (default true); false is PyTorch's `nn.Linear(…, bias=False)`. */
+  bias?: boolean;
+  /**
+   * Each layer's module name, as PyTorch names it (default `fc1`, `fc2`, …): the names
+   * adapter files and state dicts use (`mlp.fc1`, or `0`, `2`, … for `nn.Sequential`).
+   */
+  names?: readonly string[];
 }
 
 /**
@@ -26,14 +33,20 @@ export interface MLPOptions {
 export class MLP implements Model {
   readonly dims: readonly number[];
   readonly layers: readonly Dense[];
+  /** Module name of each layer (see {@link MLPOptions.names}). */
+  readonly names: readonly string[];
   gradientPath: GradientPath = 'auto';
 
   constructor(dims: readonly number[], options: MLPOptions = {}) {
+    if (options === null || typeof options !== 'object') invalid('MLP', 'options', options, 'an options object');
     checkDims('MLP', dims);
     const seed = checkInteger('MLP', 'seed', options.seed ?? 0);
     const init = checkOneOf('MLP', 'init', options.init ?? 'uniform', ['uniform', 'he'] as const);
+    const bias = options.bias ?? true;
+    if (typeof bias !== 'boolean') invalid('MLP', 'bias', bias, 'a boolean');
+    this.names = checkModuleNames('MLP', options.names, dims.length - 1);
     this.dims = [...dims];
-    this.layers = dims.slice(1).map((out, i) => new Dense(dims[i], out, new Rng(layerSeed(seed, i)), init));
+    this.layers = dims.slice(1).map((out, i) => new Dense(dims[i], out, new Rng(layerSeed(seed, i)), init, bias));
   }
 
   apply(x: tf.Tensor, options: { training?: boolean } = {}): tf.Tensor {
@@ -56,42 +69,54 @@ export class MLP implements Model {
   }
 
   trainableVariables(): tf.Variable[] {
-    return this.layers.flatMap((l) => [l.W, l.b]);
+    return this.layers.flatMap((l) => l.variables());
   }
 
   /**
-   * An MLP with the given weights (copied): W `[in, out]` and b `[out]` per layer, sizes
-   * chaining (layer i's out = layer i+1's in). Checked before anything is allocated.
+   * An MLP with the given weights (copied): W `[in, out]` and, for a layer with a bias,
+   * b `[out]`, sizes chaining (layer i's out = layer i+1's in). Either every layer has a
+   * bias or none has. Checked before anything is allocated.
    */
-  static fromWeights(layers: ReadonlyArray<{ W: tf.Tensor2D; b: tf.Tensor1D }>): MLP {
-    if (!Array.isArray(layers) || layers.length === 0) invalid('MLP.fromWeights', 'layers', layers, 'a non-empty array of { W, b }');
-    const dims = [layers[0].W.shape[0], ...layers.map((l) => l.W.shape[1])];
+  static fromWeights(layers: ReadonlyArray<{ W: tf.Tensor2D; b?: tf.Tensor1D }>, options: { names?: readonly string[] } = {}): MLP {
+    const where = 'MLP.fromWeights';
+    if (!Array.isArray(layers) || layers.length === 0) invalid(where, 'layers', layers, 'a non-empty array of { W, b }');
     layers.forEach((l, i) => {
-      if (!(l.W instanceof tf.Tensor) || l.W.rank !== 2 || l.W.shape[0] !== dims[i]) invalid('MLP.fromWeights', `layers[${i}].W`, l.W, `a tensor of shape [${dims[i]}, out]`);
-      if (!(l.b instanceof tf.Tensor) || l.b.rank !== 1 || l.b.shape[0] !== dims[i + 1]) invalid('MLP.fromWeights', `layers[${i}].b`, l.b, `a tensor of shape [${dims[i + 1]}]`);
+      if (l === null || typeof l !== 'object') invalid(where, `layers[${i}]`, l, 'an object { W, b }');
     });
-    const mlp = new MLP(dims);
+    const first = layers[0].W;
+    if (!(first instanceof tf.Tensor) || first.rank !== 2) invalid(where, 'layers[0].W', first, 'a 2-D tensor [in, out]');
+    const dims = [first.shape[0], ...layers.map((l) => (l.W instanceof tf.Tensor ? l.W.shape[1] : NaN))];
+    const bias = layers[0].b !== undefined;
+    layers.forEach((l, i) => {
+      const okW = l.W instanceof tf.Tensor && !l.W.isDisposed && l.W.dtype === 'float32' && l.W.rank === 2 && l.W.shape[0] === dims[i];
+      if (!okW) invalid(where, `layers[${i}].W`, l.W, `a float32 tensor of shape [${dims[i]}, out]`);
+      if (!bias && l.b === undefined) return;
+      const okB = l.b instanceof tf.Tensor && !l.b.isDisposed && l.b.dtype === 'float32' && l.b.rank === 1 && l.b.shape[0] === dims[i + 1];
+      if (!okB) invalid(where, `layers[${i}].b`, l.b, bias ? `a float32 tensor of shape [${dims[i + 1]}] (layer 0 has a bias, so every layer needs one)` : 'undefined (layer 0 has no bias, so no layer may have one)');
+    });
+    const names = checkModuleNames(where, options.names, layers.length);
+    const mlp = new MLP(dims, { bias, names });
     mlp.layers.forEach((l, i) => {
       l.W.assign(layers[i].W);
-      l.b.assign(layers[i].b);
+      if (l.b !== undefined) l.b.assign(layers[i].b as tf.Tensor1D);
     });
     return mlp;
   }
 
   /** An independent copy with the same weights (e.g. to fine-tune while keeping the original). */
   clone(): MLP {
-    const copy = new MLP(this.dims);
+    const copy = new MLP(this.dims, { bias: this.layers[0].b !== undefined, names: this.names });
     copy.gradientPath = this.gradientPath;
     copy.layers.forEach((l, i) => {
       l.W.assign(this.layers[i].W);
-      l.b.assign(this.layers[i].b);
+      if (l.b !== undefined) l.b.assign(this.layers[i].b as tf.Tensor1D);
     });
     return copy;
   }
 
   parameterCounts(): ParameterCounts {
-    const n = this.layers.reduce((sum, l) => sum + l.W.size + l.b.size, 0);
-    return { total: n, trainable: n, frozen: 0, lora: 0 };
+    const n = this.layers.reduce((sum, l) => sum + l.W.size + (l.b?.size ?? 0), 0);
+    return { total: n, trainable: n, frozen: 0, lora: 0, saved: 0 };
   }
 
   dispose(): void {

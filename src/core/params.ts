@@ -1,7 +1,8 @@
 /**
  * Parameter accounting. "frozen" counts base weights and biases that never train,
- * "lora" every adapter value held, "trainable" what an optimizer updates.
- * total = frozen + lora + any non-LoRA trainable values (for a plain MLP: all of them).
+ * "lora" every LoRA factor held, "saved" every full trainable copy of a layer (PEFT's
+ * `modules_to_save`), "trainable" what an optimizer updates.
+ * total = frozen + lora + saved + any other trainable values (for a plain MLP: all of them).
  */
 export interface ParameterCounts {
   /** Every parameter value held: frozen + trainable (+ inactive adapters). */
@@ -12,6 +13,8 @@ export interface ParameterCounts {
   frozen: number;
   /** Values in LoRA factors A and B, all adapters. */
   lora: number;
+  /** Values in full trainable copies of layers (PEFT's `modules_to_save`), all adapters. */
+  saved: number;
 }
 
 /** Anything that can count its parameters: a layer or a model. */
@@ -26,12 +29,13 @@ export function parameterCounts(target: HasParameterCounts): ParameterCounts {
 
 /** Element-wise sum of several counts (e.g. the layers of a model). */
 export function sumCounts(counts: readonly ParameterCounts[]): ParameterCounts {
-  const sum: ParameterCounts = { total: 0, trainable: 0, frozen: 0, lora: 0 };
+  const sum: ParameterCounts = { total: 0, trainable: 0, frozen: 0, lora: 0, saved: 0 };
   for (const c of counts) {
     sum.total += c.total;
     sum.trainable += c.trainable;
     sum.frozen += c.frozen;
     sum.lora += c.lora;
+    sum.saved += c.saved;
   }
   return sum;
 }

@@ -1,28 +1,41 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { AdapterFactors, LoRAConfig } from '../core/lora-adapter.js';
-import type { LoRAMLP } from '../core/lora-mlp.js';
-import { type EncodableTensor, type SafetensorsContent, decodeSafetensors, encodeSafetensors } from './safetensors.js';
+import type { AdapterFactors, FullWeights } from '../core/lora-adapter.js';
+import type { LayerPlan, LoRAMLP } from '../core/lora-mlp.js';
+import { ALL_LINEAR, type ModuleRole, type ModuleSelector, type Pattern, exactPattern, patternValue, resolveRoles } from '../core/targets.js';
+import { describe } from '../util/validate.js';
+import { type WarningHandler, warn } from '../util/warnings.js';
+import { VERSION } from '../version.js';
+import { parseOrderedJson } from './ordered-json.js';
+import { type EncodableTensor, type EncodeDtype, type SafetensorsContent, decodeSafetensors, encodeSafetensors } from './safetensors.js';
+import { sha256Hex } from './sha256.js';
 
 /**
  * HuggingFace PEFT's adapter layout, as bytes and JSON (no file I/O: works in a browser).
  *
- * Module names: layer i of a `LoRAMLP` is `fc{i+1}` (`fc1`, `fc2`, `fc3`, … as the
- * reference's PyTorch `LoRAModel`), so tensor keys are
- * `base_model.model.fc1.lora_A.weight` `[r, in]` and `base_model.model.fc1.lora_B.weight`
- * `[out, r]` — PyTorch's layout, the transpose of ours (A `[in, r]`, B `[r, out]`).
+ * A layer's module name (`LoRAMLP.names`: `fc1`, `mlp.fc1`, `0`, …, behind an optional
+ * `prefix`) gives its tensor keys: `base_model.model.<name>.lora_A.weight` `[r, in]` and
+ * `…lora_B.weight` `[out, r]` for a LoRA layer — PyTorch's layout, the transpose of ours
+ * (A `[in, r]`, B `[r, out]`) — and `base_model.model.<name>.weight` `[out, in]` /
+ * `….bias` for a layer trained in full (`modules_to_save`).
+ *
+ * `adapter_config.json` holds PEFT's own fields only (so PEFT loads it without a
+ * warning); lora-tfjs's facts go into the safetensors `__metadata__`: the base layers'
+ * sizes, the library version, and the SHA-256 of the config the weights were saved with,
+ * which is how a config/weights pair from two different saves is detected.
  */
 
-/** The fields of PEFT's LoraConfig that lora-tfjs writes and reads. */
+/** The fields of PEFT's LoraConfig that lora-tfjs writes (PEFT fills the others with defaults). */
 export interface PeftLoraConfig {
   peft_type: 'LORA';
   r: number;
   lora_alpha: number;
   use_rslora: boolean;
-  target_modules: string[];
+  target_modules: string[] | string;
   lora_dropout: number;
   bias: 'none';
-  /** lora-tfjs's addition: each module's base layer size, [in, out]. */
-  lora_tfjs_base_layers: Record<string, [number, number]>;
+  rank_pattern: Record<string, number>;
+  alpha_pattern: Record<string, number>;
+  modules_to_save: string[] | null;
   [key: string]: unknown;
 }
 
@@ -32,31 +45,45 @@ export interface PeftAdapter {
   config: PeftLoraConfig;
 }
 
+/** Options of {@link serializeAdapter} / `saveAdapter`. */
+export interface SaveAdapterOptions {
+  /** The adapter to write (default: the active one). */
+  adapterName?: string;
+  /** The model's module path inside the PyTorch model, e.g. `"mlp."`: prepended to every layer name. */
+  prefix?: string;
+  /** Tensor dtype in the file: F32 (default), or F16 / BF16 (rounded to nearest even, as PyTorch). */
+  dtype?: EncodeDtype;
+}
+
 /** Options of {@link deserializeAdapter} / `loadAdapter`. */
 export interface LoadAdapterOptions {
   /** Name to give the adapter in the model (default `"default"`); an existing one is replaced. */
   adapterName?: string;
-  /** Receives warnings, e.g. config fields lora-tfjs does not know (default: console.warn). */
-  onWarning?: (message: string) => void;
+  /** The model's module path inside the PyTorch model the adapter was made for, e.g. `"mlp."`. */
+  prefix?: string;
+  /** Receives warnings, e.g. config fields lora-tfjs does not know (default: the warning handler). */
+  onWarning?: WarningHandler;
+  /**
+   * Refuse weights whose recorded config digest differs from the config (default true): the
+   * sign of an interrupted save or of files from two saves. Pass false after editing
+   * `adapter_config.json` by hand.
+   */
+  verifyPair?: boolean;
 }
 
-/** The module name of layer `index`. */
-export function moduleName(index: number): string {
-  return `fc${index + 1}`;
-}
+/** Metadata keys lora-tfjs writes into `adapter_model.safetensors`. */
+export const PEFT_METADATA = {
+  version: 'lora_tfjs_version',
+  layers: 'lora_tfjs_layers',
+  adapterName: 'lora_tfjs_adapter_name',
+  configDigest: 'lora_tfjs_config_sha256',
+} as const;
 
-const keyA = (module: string) => `base_model.model.${module}.lora_A.weight`;
-const keyB = (module: string) => `base_model.model.${module}.lora_B.weight`;
-
-/** Fields of PEFT's LoraConfig (and PeftConfig) that may appear; anything else warns. */
-const KNOWN_FIELDS = new Set([
-  'peft_type', 'task_type', 'base_model_name_or_path', 'revision', 'inference_mode', 'auto_mapping', 'r',
-  'target_modules', 'exclude_modules', 'lora_alpha', 'lora_dropout', 'fan_in_fan_out', 'bias', 'use_rslora',
-  'modules_to_save', 'init_lora_weights', 'layers_to_transform', 'layers_pattern', 'rank_pattern', 'alpha_pattern',
-  'megatron_config', 'megatron_core', 'loftq_config', 'use_dora', 'layer_replication', 'runtime_config', 'lora_bias',
-  'eva_config', 'corda_config', 'trainable_token_indices', 'target_parameters', 'use_qalora', 'qalora_group_size',
-  'peft_version', 'alora_invocation_tokens', 'arrow_config', 'ensure_weight_tying', 'lora_tfjs_base_layers',
-]);
+const KEY_ROOT = 'base_model.model.';
+const keyA = (module: string) => `${KEY_ROOT}${module}.lora_A.weight`;
+const keyB = (module: string) => `${KEY_ROOT}${module}.lora_B.weight`;
+const keyWeight = (module: string) => `${KEY_ROOT}${module}.weight`;
+const keyBias = (module: string) => `${KEY_ROOT}${module}.bias`;
 
 /** An adapter file or config that cannot be loaded into this model. */
 export class AdapterLoadError extends Error {
@@ -66,41 +93,118 @@ export class AdapterLoadError extends Error {
   }
 }
 
-/** The adapter `name` of `model` in PEFT's layout. */
-export function serializeAdapter(model: LoRAMLP, name?: string): PeftAdapter {
-  const adapterName = name ?? model.activeAdapter ?? 'default';
-  const first = model.layers[0].adapter(adapterName); // validates the name
+/** The module name of layer `index` of a model built without names (`fc1`, `fc2`, …). */
+export function moduleName(index: number): string {
+  return `fc${index + 1}`;
+}
+
+/** The JSON object as canonical text (keys sorted at every level): what the digest covers. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const keys = Object.keys(value as object).sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
+/** The text lora-tfjs writes as `adapter_config.json`. */
+export function adapterConfigText(config: PeftLoraConfig): string {
+  return JSON.stringify(config, null, 2) + '\n';
+}
+
+// ---- saving --------------------------------------------------------------------------------
+
+/**
+ * Adapter `adapterName` (default: the active one) of `model` in PEFT's layout: the weights
+ * file's bytes and the config. Per-layer ranks and alphas become `rank_pattern` /
+ * `alpha_pattern`; full copies become `modules_to_save`.
+ */
+export function serializeAdapter(model: LoRAMLP, options: SaveAdapterOptions | string = {}): PeftAdapter {
+  const where = 'serializeAdapter';
+  const opts: SaveAdapterOptions = typeof options === 'string' ? { adapterName: options } : options;
+  if (opts === null || typeof opts !== 'object') throw new Error(`${where}: options = ${describe(opts)} is invalid; expected an options object`);
+  const prefix = checkPrefix(where, opts.prefix);
+  const dtype = opts.dtype ?? 'F32';
+  if (!['F32', 'F16', 'BF16'].includes(dtype)) throw new Error(`${where}: dtype = ${describe(dtype)} is invalid; expected "F32", "F16" or "BF16"`);
+  const name = opts.adapterName ?? model.activeAdapter ?? (model.adapterNames().length === 1 ? model.adapterNames()[0] : null);
+  if (name === null) throw new Error(`${where}: no adapter is active; pass { adapterName } (one of ${describe(model.adapterNames())})`);
+  const roles = model.adapterLayers(name); // validates the name
+  const torchNames = model.names.map((n) => prefix + n);
+  const lora = roles.flatMap((r, i) => (r === 'lora' ? [i] : []));
+  const full = roles.flatMap((r, i) => (r === 'full' ? [i] : []));
+  if (lora.length === 0) {
+    throw new Error(`${where}: adapter ${describe(name)} has no LoRA layer (only full copies of ${describe(full.map((i) => torchNames[i]))}); PEFT cannot load an adapter that targets no module`);
+  }
+  const configs = lora.map((i) => model.layers[i].adapter(name).config);
+  for (const field of ['useRsLora', 'dropout'] as const) {
+    const values = new Set(configs.map((c) => c[field]));
+    if (values.size > 1) throw new Error(`${where}: adapter ${describe(name)} has different ${field} values per layer (${describe([...values])}); PEFT's config holds one`);
+  }
+  const ranks = configs.map((c) => c.rank);
+  const alphas = configs.map((c) => c.alpha);
+  const r = mostCommon(ranks);
+  const alpha = mostCommon(alphas);
+  const loraNames = lora.map((i) => torchNames[i]);
+
   const tensors: Record<string, EncodableTensor> = {};
-  const baseLayers: Record<string, [number, number]> = {};
-  model.layers.forEach((layer, i) => {
-    const a = layer.adapter(adapterName);
-    const module = moduleName(i);
-    const [At, Bt] = tf.tidy(() => [tf.transpose(a.A), tf.transpose(a.B)]);
-    tensors[keyA(module)] = { shape: At.shape, data: At.dataSync() as Float32Array };
-    tensors[keyB(module)] = { shape: Bt.shape, data: Bt.dataSync() as Float32Array };
-    tf.dispose([At, Bt]);
-    baseLayers[module] = [layer.inFeatures, layer.outFeatures];
-  });
-  const c = first.config;
-  return {
-    weights: encodeSafetensors(tensors, { format: 'pt' }),
-    config: {
-      peft_type: 'LORA',
-      r: c.rank,
-      lora_alpha: c.alpha,
-      use_rslora: c.useRsLora,
-      target_modules: model.layers.map((_, i) => moduleName(i)),
-      lora_dropout: c.dropout,
-      bias: 'none',
-      fan_in_fan_out: false,
-      init_lora_weights: true,
-      inference_mode: true,
-      task_type: null,
-      base_model_name_or_path: null,
-      modules_to_save: null,
-      lora_tfjs_base_layers: baseLayers,
-    },
+  const put = (key: string, t: tf.Tensor, transpose: boolean) => {
+    const v = transpose ? tf.transpose(t) : t;
+    tensors[key] = { shape: v.shape, data: v.dataSync() as Float32Array, dtype };
+    if (transpose) v.dispose();
   };
+  for (const i of lora) {
+    const a = model.layers[i].adapter(name);
+    put(keyA(torchNames[i]), a.A, true);
+    put(keyB(torchNames[i]), a.B, true);
+  }
+  for (const i of full) {
+    const f = model.layers[i].fullAdapter(name);
+    put(keyWeight(torchNames[i]), f.weight, true);
+    if (f.bias !== undefined) put(keyBias(torchNames[i]), f.bias, false);
+  }
+  const config: PeftLoraConfig = {
+    peft_type: 'LORA',
+    task_type: null,
+    base_model_name_or_path: null,
+    revision: null,
+    inference_mode: true,
+    r,
+    target_modules: loraNames,
+    exclude_modules: null,
+    lora_alpha: alpha,
+    lora_dropout: configs[0].dropout,
+    fan_in_fan_out: false,
+    bias: 'none',
+    use_rslora: configs[0].useRsLora,
+    modules_to_save: full.length > 0 ? full.map((i) => torchNames[i]) : null,
+    init_lora_weights: true,
+    layers_to_transform: null,
+    layers_pattern: null,
+    rank_pattern: exactPattern(loraNames, ranks, r),
+    alpha_pattern: exactPattern(loraNames, alphas, alpha),
+    use_dora: false,
+    lora_bias: false,
+  };
+  const layers = Object.fromEntries(model.layers.map((l, i) => [torchNames[i], [l.inFeatures, l.outFeatures]]));
+  const weights = encodeSafetensors(tensors, {
+    format: 'pt',
+    [PEFT_METADATA.version]: VERSION,
+    [PEFT_METADATA.layers]: JSON.stringify(layers),
+    [PEFT_METADATA.adapterName]: name,
+    [PEFT_METADATA.configDigest]: sha256Hex(canonicalJson(config)),
+  });
+  return { weights, config };
+}
+
+// ---- loading -------------------------------------------------------------------------------
+
+/** An adapter read and checked against a model, its tensors allocated, not yet added. */
+export interface PreparedAdapter {
+  readonly name: string;
+  readonly plan: LayerPlan[];
+  /** Whether loading replaces an adapter of that name. */
+  readonly replaces: boolean;
 }
 
 /**
@@ -108,111 +212,347 @@ export function serializeAdapter(model: LoRAMLP, name?: string): PeftAdapter {
  * Everything is validated before the model changes: a failed load leaves it as it was.
  */
 export function deserializeAdapter(model: LoRAMLP, adapter: { weights: Uint8Array; config: unknown }, options: LoadAdapterOptions = {}): string {
+  const prepared = prepareAdapter(model, adapter, options);
+  commitAdapter(model, prepared);
+  return prepared.name;
+}
+
+/** Add (or replace) a prepared adapter and free its staging tensors. */
+export function commitAdapter(model: LoRAMLP, prepared: PreparedAdapter): void {
+  try {
+    if (prepared.replaces) model.replaceAdapterLayers(prepared.name, prepared.plan);
+    else model.addAdapterLayers(prepared.name, prepared.plan);
+  } finally {
+    disposePrepared(prepared);
+  }
+}
+
+/** Free a prepared adapter's staging tensors without adding it. */
+export function disposePrepared(prepared: PreparedAdapter): void {
+  for (const p of prepared.plan) {
+    if (p?.kind === 'lora' && p.initial !== undefined) tf.dispose([p.initial.A, p.initial.B]);
+    if (p?.kind === 'full' && p.initial !== undefined) tf.dispose([p.initial.weight, ...(p.initial.bias ? [p.initial.bias] : [])]);
+  }
+}
+
+/**
+ * Read and check a PEFT adapter against the model, allocating its tensors but changing
+ * nothing: every refusal happens here, with a message naming the field, key or file.
+ */
+export function prepareAdapter(model: LoRAMLP, adapter: { weights: Uint8Array; config: unknown }, options: LoadAdapterOptions = {}): PreparedAdapter {
+  if (options === null || typeof options !== 'object') throw new AdapterLoadError(`options = ${describe(options)} is invalid; expected an options object`);
+  if (adapter === null || typeof adapter !== 'object') throw new AdapterLoadError(`adapter = ${describe(adapter)} is invalid; expected { weights, config }`);
   const name = options.adapterName ?? 'default';
-  const warn = options.onWarning ?? ((m: string) => console.warn(m));
-  const config = checkConfig(adapter.config, model, warn);
+  if (typeof name !== 'string' || name === '') throw new AdapterLoadError(`adapterName = ${describe(name)} is invalid; expected a non-empty string`);
+  const prefix = checkPrefix('loadAdapter', options.prefix, (m) => new AdapterLoadError(m));
+  const onWarning = options.onWarning;
+  const replaces = model.adapterNames().includes(name);
+  if (replaces && model.mergedAdapter === name) throw new AdapterLoadError(`adapter ${describe(name)} is merged; call unmerge() before replacing it`);
+
+  const config = checkConfig(adapter.config, (m) => warn(m, onWarning));
   let content: SafetensorsContent;
   try {
     content = decodeSafetensors(adapter.weights);
   } catch (err) {
-    throw new AdapterLoadError((err as Error).message);
+    throw new AdapterLoadError(`adapter_model.safetensors: ${(err as Error).message}`);
   }
-  const modules = model.layers.map((_, i) => moduleName(i));
-  const expected = new Set(modules.flatMap((m) => [keyA(m), keyB(m)]));
+  const recorded = content.metadata[PEFT_METADATA.configDigest];
+  if (recorded !== undefined && options.verifyPair !== false) {
+    const actual = sha256Hex(canonicalJson(config.raw));
+    if (actual !== recorded) {
+      throw new AdapterLoadError(
+        `adapter_model.safetensors and adapter_config.json do not belong together: the weights were saved with a config whose SHA-256 is ${recorded.slice(0, 12)}…, ` +
+          `this config's is ${actual.slice(0, 12)}… (a save interrupted between its two renames, or one file copied from another save). ` +
+          'Save the adapter again; if you edited adapter_config.json by hand, pass { verifyPair: false }',
+      );
+    }
+  }
+
+  const torchNames = model.names.map((n) => prefix + n);
+  checkBaseLayers(model, torchNames, content.metadata[PEFT_METADATA.layers], config.legacyBaseLayers);
+
+  let roles: ModuleRole[];
+  try {
+    roles = resolveRoles('adapter_config.json', torchNames, { targetModules: config.targetModules, excludeModules: config.excludeModules ?? undefined, modulesToSave: config.modulesToSave ?? undefined });
+  } catch (err) {
+    throw new AdapterLoadError(`${(err as Error).message.replace(/targetModules/g, 'target_modules').replace(/excludeModules/g, 'exclude_modules').replace(/modulesToSave/g, 'modules_to_save')}${prefix === '' ? ' (pass { prefix } if this model sits inside a larger PyTorch model)' : ''}`);
+  }
+  const ranks = torchNames.map((n) => patternValue('adapter_config.json', 'rank_pattern', config.rankPattern, n, config.r));
+  const alphas = torchNames.map((n) => patternValue('adapter_config.json', 'alpha_pattern', config.alphaPattern, n, config.alpha));
+
+  // Every key the plan needs, and nothing else.
+  const expected = new Map<string, number[]>();
+  roles.forEach((role, i) => {
+    const layer = model.layers[i];
+    const n = torchNames[i];
+    if (role === 'lora') {
+      expected.set(keyA(n), [ranks[i], layer.inFeatures]);
+      expected.set(keyB(n), [layer.outFeatures, ranks[i]]);
+    } else if (role === 'full') {
+      expected.set(keyWeight(n), [layer.outFeatures, layer.inFeatures]);
+      if (layer.bias !== undefined) expected.set(keyBias(n), [layer.outFeatures]);
+    }
+  });
   const present = [...content.tensors.keys()];
-  const missing = [...expected].filter((k) => !content.tensors.has(k));
+  const missing = [...expected.keys()].filter((k) => !content.tensors.has(k));
   const unexpected = present.filter((k) => !expected.has(k));
   if (missing.length > 0 || unexpected.length > 0) {
     throw new AdapterLoadError(
-      [missing.length > 0 ? `missing tensor keys: ${missing.join(', ')}` : '', unexpected.length > 0 ? `unexpected tensor keys: ${unexpected.join(', ')}` : '']
+      [
+        missing.length > 0 ? `missing tensor keys: ${missing.join(', ')}` : '',
+        unexpected.length > 0 ? `unexpected tensor keys: ${unexpected.slice(0, 20).join(', ')}${unexpected.length > 20 ? `, … (${unexpected.length} in all)` : ''}` : '',
+        prefixHint(unexpected, torchNames, prefix),
+      ]
         .filter(Boolean)
         .join('; '),
     );
   }
-  const r = config.r;
-  model.layers.forEach((layer, i) => {
-    const m = modules[i];
-    const a = content.tensors.get(keyA(m))!;
-    const b = content.tensors.get(keyB(m))!;
-    const needA = [r, layer.inFeatures];
-    const needB = [layer.outFeatures, r];
-    if (a.shape.join() !== needA.join()) {
-      throw new AdapterLoadError(`${m}.lora_A.weight has shape [${a.shape.join(', ')}] but the model's ${m} (${layer.inFeatures} → ${layer.outFeatures}) at r = ${r} needs [${needA.join(', ')}]`);
+  for (const [key, shape] of expected) {
+    const t = content.tensors.get(key)!;
+    if (t.shape.join() !== shape.join()) {
+      const i = torchNames.findIndex((n) => key.startsWith(`${KEY_ROOT}${n}.`) && !torchNames.some((m) => m.length > n.length && key.startsWith(`${KEY_ROOT}${m}.`)));
+      const layer = model.layers[i];
+      const at = roles[i] === 'lora' ? ` at r = ${ranks[i]}` : '';
+      throw new AdapterLoadError(`${key.slice(KEY_ROOT.length)} has shape [${t.shape.join(', ')}] but the model's ${torchNames[i]} (${layer.inFeatures} → ${layer.outFeatures})${at} needs [${shape.join(', ')}]`);
     }
-    if (b.shape.join() !== needB.join()) {
-      throw new AdapterLoadError(`${m}.lora_B.weight has shape [${b.shape.join(', ')}] but the model's ${m} (${layer.inFeatures} → ${layer.outFeatures}) at r = ${r} needs [${needB.join(', ')}]`);
-    }
-    for (const t of [a, b]) {
-      if (!t.data.every(Number.isFinite)) throw new AdapterLoadError(`${m}: tensor values are not all finite`);
-    }
-  });
-  const loraConfig: LoRAConfig = { rank: r, alpha: config.lora_alpha, useRsLora: config.use_rslora, dropout: config.lora_dropout };
-  const factors: AdapterFactors[] = model.layers.map((layer, i) => {
-    const a = content.tensors.get(keyA(modules[i]))!;
-    const b = content.tensors.get(keyB(modules[i]))!;
-    return tf.tidy(() => ({
-      A: tf.transpose(tf.tensor2d(a.data, [r, layer.inFeatures])) as tf.Tensor2D,
-      B: tf.transpose(tf.tensor2d(b.data, [layer.outFeatures, r])) as tf.Tensor2D,
-    }));
-  });
-  try {
-    if (model.adapterNames().includes(name)) model.replaceAdapter(name, loraConfig, factors);
-    else model.addAdapter(name, loraConfig, factors);
-  } finally {
-    tf.dispose(factors.flatMap((f) => [f.A, f.B]));
+    if (!t.data.every(Number.isFinite)) throw new AdapterLoadError(`${key.slice(KEY_ROOT.length)}: tensor values are not all finite`);
   }
-  return name;
+
+  const plan: LayerPlan[] = [];
+  try {
+    roles.forEach((role, i) => {
+      const layer = model.layers[i];
+      const n = torchNames[i];
+      if (role === null) {
+        plan.push(null);
+      } else if (role === 'lora') {
+        const a = content.tensors.get(keyA(n))!;
+        const b = content.tensors.get(keyB(n))!;
+        const initial: AdapterFactors = tf.tidy(() => ({
+          A: tf.transpose(tf.tensor2d(a.data, [ranks[i], layer.inFeatures])) as tf.Tensor2D,
+          B: tf.transpose(tf.tensor2d(b.data, [layer.outFeatures, ranks[i]])) as tf.Tensor2D,
+        }));
+        plan.push({ kind: 'lora', config: { rank: ranks[i], alpha: alphas[i], useRsLora: config.useRsLora, dropout: config.dropout }, initial });
+      } else {
+        const w = content.tensors.get(keyWeight(n))!;
+        const b = content.tensors.get(keyBias(n));
+        const initial: FullWeights = {
+          weight: tf.tidy(() => tf.transpose(tf.tensor2d(w.data, [layer.outFeatures, layer.inFeatures])) as tf.Tensor2D),
+          bias: b === undefined ? undefined : tf.tensor1d(b.data),
+        };
+        plan.push({ kind: 'full', initial });
+      }
+    });
+    const prepared: PreparedAdapter = { name, plan, replaces };
+    try {
+      model.checkAdapterLayers(plan);
+    } catch (err) {
+      throw new AdapterLoadError((err as Error).message);
+    }
+    return prepared;
+  } catch (err) {
+    disposePrepared({ name, plan, replaces });
+    throw err;
+  }
 }
+
+// ---- the config ----------------------------------------------------------------------------
 
 interface CheckedConfig {
+  /** The config object as given, for the digest. */
+  raw: Record<string, unknown>;
   r: number;
-  lora_alpha: number;
-  use_rslora: boolean;
-  lora_dropout: number;
+  alpha: number;
+  useRsLora: boolean;
+  dropout: number;
+  targetModules: ModuleSelector;
+  excludeModules: ModuleSelector | null;
+  modulesToSave: string[] | null;
+  rankPattern: Pattern;
+  alphaPattern: Pattern;
+  legacyBaseLayers: Record<string, unknown> | undefined;
 }
 
-function checkConfig(raw: unknown, model: LoRAMLP, warn: (m: string) => void): CheckedConfig {
+/** Fields of PEFT 0.21's LoraConfig (and PeftConfig) that lora-tfjs reads or may ignore. */
+const KNOWN_FIELDS = new Set([
+  'peft_type', 'task_type', 'base_model_name_or_path', 'revision', 'inference_mode', 'auto_mapping', 'peft_version', 'r',
+  'target_modules', 'exclude_modules', 'lora_alpha', 'lora_dropout', 'fan_in_fan_out', 'bias', 'use_rslora',
+  'modules_to_save', 'init_lora_weights', 'layers_to_transform', 'layers_pattern', 'rank_pattern', 'alpha_pattern',
+  'megatron_config', 'megatron_core', 'trainable_token_indices', 'loftq_config', 'eva_config', 'corda_config',
+  'lora_ga_config', 'use_dora', 'velora_config', 'alora_invocation_tokens', 'use_qalora', 'qalora_group_size',
+  'monteclora_config', 'layer_replication', 'runtime_config', 'lora_bias', 'target_parameters', 'use_bdlora',
+  'arrow_config', 'kasa_config', 'ensure_weight_tying',
+  // Written by lora-tfjs before the base sizes moved into the weights' metadata.
+  'lora_tfjs_base_layers',
+]);
+
+/**
+ * Fields that, when set, make the adapter something other than plain LoRA on these layers:
+ * refused, naming what they are. Null, false, `{}` and `[]` mean "not used".
+ */
+const VARIANT_FIELDS: Record<string, string> = {
+  use_dora: 'DoRA (weight-decomposed LoRA) is not supported',
+  use_qalora: 'QALoRA is not supported',
+  use_bdlora: 'block-diagonal LoRA (BD-LoRA) is not supported',
+  kasa_config: 'KaSA is not supported',
+  velora_config: 'VeLoRA is not supported',
+  monteclora_config: 'MonteCLoRA is not supported',
+  arrow_config: 'Arrow routing is not supported',
+  alora_invocation_tokens: 'activated LoRA (aLoRA) is not supported',
+  lora_ga_config: 'LoRA-GA changes the base weights at initialisation, which lora-tfjs cannot reproduce',
+  corda_config: 'CorDA changes the base weights at initialisation, which lora-tfjs cannot reproduce',
+  loftq_config: 'LoftQ changes (quantises) the base weights, which lora-tfjs cannot reproduce',
+  megatron_config: 'Megatron tensor-parallel layers are not supported',
+  layer_replication: 'layer replication changes the base model',
+  trainable_token_indices: 'trainable tokens are not supported',
+  target_parameters: 'LoRA on bare parameters (target_parameters) is not supported',
+  layers_to_transform: 'selecting layers by index (layers_to_transform) is not supported; list the modules in target_modules',
+  layers_pattern: 'selecting layers by index (layers_pattern) is not supported; list the modules in target_modules',
+  lora_bias: 'a trained bias on lora_B (lora_bias) is not supported',
+  fan_in_fan_out: 'fan_in_fan_out (Conv1D-style [in, out] base weights) does not apply to these layers',
+};
+
+/** `init_lora_weights` values whose initialisation rewrites the base weights. */
+const BASE_CHANGING_INITS = /^(pissa(_niter_\d+)?|olora|corda|loftq|lora_ga|mica)$/i;
+
+function isSet(v: unknown): boolean {
+  if (v === undefined || v === null || v === false) return false;
+  if (Array.isArray(v)) return v.length > 0;
+  if (typeof v === 'object') return Object.keys(v as object).length > 0;
+  return true;
+}
+
+function checkConfig(raw: unknown, onWarning: (m: string) => void): CheckedConfig {
   let c: Record<string, unknown>;
+  let keysOf = (o: object): string[] => Object.keys(o);
   if (typeof raw === 'string') {
     try {
-      c = JSON.parse(raw) as Record<string, unknown>;
+      const parsed = parseOrderedJson(raw);
+      c = parsed.value as Record<string, unknown>;
+      keysOf = parsed.keysOf;
     } catch (err) {
       throw new AdapterLoadError(`adapter_config.json is not valid JSON (${(err as Error).message})`);
     }
   } else c = raw as Record<string, unknown>;
   if (c === null || typeof c !== 'object' || Array.isArray(c)) throw new AdapterLoadError('adapter_config.json is not a JSON object');
   const bad = (field: string, expected: string): never => {
-    throw new AdapterLoadError(`adapter_config.json: ${field} = ${JSON.stringify(c[field])} is invalid; expected ${expected}`);
+    throw new AdapterLoadError(`adapter_config.json: ${field} = ${short(c[field])} is invalid; expected ${expected}`);
   };
   if (c.peft_type !== 'LORA') bad('peft_type', '"LORA"');
+  for (const [field, why] of Object.entries(VARIANT_FIELDS)) if (isSet(c[field])) bad(field, `null or false (${why})`);
+  if ((c.bias ?? 'none') !== 'none') bad('bias', '"none" (lora-tfjs adapters train no biases)');
+  const init = c.init_lora_weights;
+  if (typeof init === 'string' && BASE_CHANGING_INITS.test(init)) {
+    bad('init_lora_weights', `true, false, "gaussian", "eva" or "orthogonal" (${JSON.stringify(init)} rewrites the base weights; convert the adapter to plain LoRA in PEFT first, see path_initial_model_for_weight_conversion)`);
+  }
   if (!Number.isInteger(c.r) || (c.r as number) < 1) bad('r', 'a positive integer');
   if (typeof c.lora_alpha !== 'number' || !Number.isFinite(c.lora_alpha) || c.lora_alpha <= 0) bad('lora_alpha', 'a finite number > 0');
   if (c.use_rslora !== undefined && typeof c.use_rslora !== 'boolean') bad('use_rslora', 'a boolean');
   const dropout = c.lora_dropout ?? 0;
-  if (typeof dropout !== 'number' || dropout < 0 || dropout >= 1) bad('lora_dropout', 'a number in [0, 1)');
-  if ((c.bias ?? 'none') !== 'none') bad('bias', '"none" (lora-tfjs adapters train no biases)');
-  if (c.use_dora === true) bad('use_dora', 'false (DoRA is not supported)');
-  if (c.lora_bias === true) bad('lora_bias', 'false (LoRA-B biases are not supported)');
-  if (c.fan_in_fan_out === true) bad('fan_in_fan_out', 'false');
-  for (const f of ['rank_pattern', 'alpha_pattern']) {
-    const v = c[f];
-    if (v !== undefined && v !== null && (typeof v !== 'object' || Object.keys(v as object).length > 0)) bad(f, 'empty (per-module ranks and alphas are not supported)');
-  }
-  const modules = model.layers.map((_, i) => moduleName(i));
-  const targets = c.target_modules;
-  if (!Array.isArray(targets) || targets.length !== modules.length || !modules.every((m) => targets.includes(m))) {
-    bad('target_modules', `${JSON.stringify(modules)} (every layer of this model)`);
-  }
-  const base = c.lora_tfjs_base_layers as Record<string, unknown> | undefined;
-  if (base !== undefined) {
-    model.layers.forEach((layer, i) => {
-      const sizes = base?.[modules[i]];
-      if (!Array.isArray(sizes) || sizes[0] !== layer.inFeatures || sizes[1] !== layer.outFeatures) {
-        throw new AdapterLoadError(`the adapter was made for ${modules[i]} of size ${JSON.stringify(sizes)} but this model's ${modules[i]} is [${layer.inFeatures}, ${layer.outFeatures}]`);
-      }
+  if (typeof dropout !== 'number' || !(dropout >= 0 && dropout < 1)) bad('lora_dropout', 'a number in [0, 1)');
+
+  const selector = (field: string, required: boolean): ModuleSelector | null => {
+    const v = c[field];
+    if (v === undefined || v === null) {
+      if (required) bad(field, 'a list of module names or a regular expression (lora-tfjs has no default targets for a PyTorch model)');
+      return null;
+    }
+    if (typeof v === 'string') return v.toLowerCase() === ALL_LINEAR ? ALL_LINEAR : v;
+    if (!Array.isArray(v) || !v.every((e) => typeof e === 'string')) bad(field, 'a list of module names or a regular expression string');
+    return v as string[];
+  };
+  const targetModules = selector('target_modules', true) as ModuleSelector;
+  const excludeModules = selector('exclude_modules', false);
+  const mts = c.modules_to_save;
+  if (mts !== undefined && mts !== null && (!Array.isArray(mts) || !mts.every((e) => typeof e === 'string'))) bad('modules_to_save', 'null or a list of module names');
+
+  const pattern = (field: string, integer: boolean): Pattern => {
+    const v = c[field];
+    if (v === undefined || v === null) return [];
+    if (typeof v !== 'object' || Array.isArray(v)) bad(field, 'an object { module pattern: value }');
+    return keysOf(v as object).map((k) => {
+      const value = (v as Record<string, unknown>)[k];
+      const ok = typeof value === 'number' && Number.isFinite(value) && value > 0 && (!integer || Number.isInteger(value));
+      if (!ok) throw new AdapterLoadError(`adapter_config.json: ${field}[${JSON.stringify(k)}] = ${short(value)} is invalid; expected ${integer ? 'a positive integer' : 'a finite number > 0'}`);
+      return [k, value as number] as const;
     });
-  }
+  };
+  const rankPattern = pattern('rank_pattern', true);
+  const alphaPattern = pattern('alpha_pattern', false);
+
   const unknown = Object.keys(c).filter((k) => !KNOWN_FIELDS.has(k));
-  if (unknown.length > 0) warn(`loadAdapter: ignoring unknown adapter_config.json field(s): ${unknown.join(', ')}`);
-  return { r: c.r as number, lora_alpha: c.lora_alpha as number, use_rslora: (c.use_rslora as boolean | undefined) ?? false, lora_dropout: dropout as number };
+  if (unknown.length > 0) onWarning(`loadAdapter: ignoring unknown adapter_config.json field(s): ${unknown.slice(0, 20).join(', ')}`);
+  const legacy = c.lora_tfjs_base_layers;
+  return {
+    raw: c,
+    r: c.r as number,
+    alpha: c.lora_alpha as number,
+    useRsLora: (c.use_rslora as boolean | undefined) ?? false,
+    dropout: dropout as number,
+    targetModules,
+    excludeModules,
+    modulesToSave: (mts as string[] | null | undefined) ?? null,
+    rankPattern,
+    alphaPattern,
+    legacyBaseLayers: legacy !== null && typeof legacy === 'object' ? (legacy as Record<string, unknown>) : undefined,
+  };
+}
+
+/** The base sizes lora-tfjs recorded (metadata, or the config of earlier files) must be this model's. */
+function checkBaseLayers(model: LoRAMLP, torchNames: readonly string[], recorded: string | undefined, legacy: Record<string, unknown> | undefined): void {
+  let sizes: Record<string, unknown> | undefined = legacy;
+  if (recorded !== undefined) {
+    try {
+      sizes = JSON.parse(recorded) as Record<string, unknown>;
+    } catch {
+      throw new AdapterLoadError(`adapter_model.safetensors: metadata ${PEFT_METADATA.layers} is not valid JSON`);
+    }
+  }
+  if (sizes === undefined || sizes === null || typeof sizes !== 'object') return;
+  model.layers.forEach((layer, i) => {
+    const name = torchNames[i];
+    if (!(name in sizes!)) return;
+    const s = sizes![name];
+    if (!Array.isArray(s) || s[0] !== layer.inFeatures || s[1] !== layer.outFeatures) {
+      throw new AdapterLoadError(`the adapter was made for ${name} of size ${JSON.stringify(s)} but this model's ${name} is [${layer.inFeatures}, ${layer.outFeatures}]`);
+    }
+  });
+  const foreign = Object.keys(sizes).filter((n) => !torchNames.includes(n));
+  if (foreign.length > 0 && foreign.length === Object.keys(sizes).length) {
+    throw new AdapterLoadError(`the adapter was made for a model with layers ${describe(Object.keys(sizes).slice(0, 20))}, but this model's layers are ${describe([...torchNames])}${prefixHint(Object.keys(sizes).map((n) => `${KEY_ROOT}${n}.x`), torchNames, '')}`);
+  }
+}
+
+/** When the keys look like this model's names under some module path, say which prefix to pass. */
+function prefixHint(keys: readonly string[], torchNames: readonly string[], prefix: string): string {
+  for (const key of keys) {
+    const path = key.startsWith(KEY_ROOT) ? key.slice(KEY_ROOT.length) : key;
+    for (const n of torchNames) {
+      const local = n.slice(prefix.length);
+      const at = path.indexOf(`.${local}.`);
+      if (at > 0) return `the keys look like this model's layers under ${JSON.stringify(path.slice(0, at + 1))}: pass { prefix: ${JSON.stringify(path.slice(0, at + 1))} }`;
+    }
+  }
+  return '';
+}
+
+function checkPrefix(where: string, prefix: unknown, error: (m: string) => Error = (m) => new Error(`${where}: ${m}`)): string {
+  if (prefix === undefined) return '';
+  if (typeof prefix !== 'string' || (prefix !== '' && (!prefix.endsWith('.') || prefix.startsWith('.') || prefix.includes('..')))) {
+    throw error(`prefix = ${describe(prefix)} is invalid; expected a module path ending in "." (e.g. "mlp.") or ""`);
+  }
+  return prefix;
+}
+
+function mostCommon(values: readonly number[]): number {
+  const counts = new Map<number, number>();
+  for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1);
+  let best = values[0];
+  for (const [v, n] of counts) if (n > (counts.get(best) ?? 0)) best = v;
+  return best;
+}
+
+function short(v: unknown): string {
+  const text = JSON.stringify(v) ?? String(v);
+  return text.length > 200 ? `${text.slice(0, 200)}…` : text;
 }

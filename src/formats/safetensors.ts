@@ -20,10 +20,14 @@ export interface SafetensorsContent {
   metadata: Record<string, string>;
 }
 
-/** A tensor to encode (always written as F32). */
+/** The float dtypes a file can be written in. */
+export type EncodeDtype = 'F32' | 'F16' | 'BF16';
+
+/** A tensor to encode: float32 values, written as F32 (default) or rounded to F16 / BF16. */
 export interface EncodableTensor {
   shape: readonly number[];
   data: Float32Array;
+  dtype?: EncodeDtype;
 }
 
 /** The largest header we accept (the reference implementation's limit). */
@@ -43,34 +47,62 @@ export class SafetensorsError extends Error {
   }
 }
 
-/** Encode tensors (sorted by name, contiguous, F32) and string metadata. */
+/**
+ * Encode tensors (sorted by name, contiguous) and string metadata. Everything is checked
+ * first, so the encoder never writes a file its own decoder refuses.
+ */
 export function encodeSafetensors(tensors: Record<string, EncodableTensor>, metadata: Record<string, string> = {}): Uint8Array {
+  if (tensors === null || typeof tensors !== 'object') throw new SafetensorsError(`tensors = ${String(tensors)} is invalid; expected an object { name: { shape, data } }`);
+  if (metadata === null || typeof metadata !== 'object') throw new SafetensorsError(`metadata = ${String(metadata)} is invalid; expected an object of strings`);
+  for (const [k, v] of Object.entries(metadata)) {
+    if (typeof v !== 'string') throw new SafetensorsError(`metadata "${k}" is ${typeof v}; expected a string`);
+  }
   const names = Object.keys(tensors).sort();
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length > 0) header.__metadata__ = metadata;
+  const sizes: number[] = [];
   let offset = 0;
   for (const name of names) {
+    if (name === '' || name === '__metadata__') throw new SafetensorsError(`tensor name ${JSON.stringify(name)} is not allowed`);
     const t = tensors[name];
+    if (t === null || typeof t !== 'object') throw new SafetensorsError(`tensor "${name}" is ${String(t)}; expected { shape, data }`);
+    const dtype = t.dtype ?? 'F32';
+    if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16') throw new SafetensorsError(`tensor "${name}" has dtype ${JSON.stringify(dtype)}; expected "F32", "F16" or "BF16"`);
+    if (!(t.data instanceof Float32Array)) {
+      throw new SafetensorsError(`tensor "${name}": data is ${Object.prototype.toString.call(t.data)}; expected a Float32Array`);
+    }
+    if (!Array.isArray(t.shape) || t.shape.length > 64 || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      throw new SafetensorsError(`tensor "${name}" has shape ${JSON.stringify(t.shape)}; expected an array of non-negative integers`);
+    }
     const expected = t.shape.reduce((a, b) => a * b, 1);
     if (t.data.length !== expected) {
       throw new SafetensorsError(`tensor "${name}" has ${t.data.length} values but shape [${t.shape.join(', ')}] needs ${expected}`);
     }
-    header[name] = { dtype: 'F32', shape: [...t.shape], data_offsets: [offset, offset + t.data.byteLength] };
-    offset += t.data.byteLength;
+    const bytes = expected * DTYPE_BYTES[dtype];
+    header[name] = { dtype, shape: [...t.shape], data_offsets: [offset, offset + bytes] };
+    sizes.push(bytes);
+    offset += bytes;
   }
   let json = JSON.stringify(header);
   // Pad with spaces so the data starts 8-byte aligned, as the reference writer does.
   json += ' '.repeat((8 - ((8 + new TextEncoder().encode(json).length) % 8)) % 8);
   const headerBytes = new TextEncoder().encode(json);
   const out = new Uint8Array(8 + headerBytes.length + offset);
-  new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
+  const view = new DataView(out.buffer);
+  view.setBigUint64(0, BigInt(headerBytes.length), true);
   out.set(headerBytes, 8);
   let at = 8 + headerBytes.length;
-  for (const name of names) {
-    const d = tensors[name].data;
-    out.set(new Uint8Array(d.buffer, d.byteOffset, d.byteLength), at);
-    at += d.byteLength;
-  }
+  names.forEach((name, i) => {
+    const { data, dtype } = tensors[name];
+    if ((dtype ?? 'F32') === 'F32') {
+      if (isLittleEndianHost()) out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), at);
+      else for (let j = 0; j < data.length; j++) view.setFloat32(at + j * 4, data[j], true);
+    } else {
+      const round = dtype === 'F16' ? floatToHalf : floatToBfloat16;
+      for (let j = 0; j < data.length; j++) view.setUint16(at + j * 2, round(data[j]), true);
+    }
+    at += sizes[i];
+  });
   return out;
 }
 
@@ -158,7 +190,8 @@ export function decodeSafetensors(bytes: Uint8Array): SafetensorsContent {
 }
 
 function toFloat32(bytes: Uint8Array, at: number, length: number, dtype: string): Float32Array {
-  if (dtype === 'F32' && isLittleEndianHost()) return new Float32Array(bytes.slice(at, at + length).buffer);
+  // Copy through Uint8Array's own slice: a Node Buffer's slice is a view into a shared pool.
+  if (dtype === 'F32' && isLittleEndianHost()) return new Float32Array(Uint8Array.prototype.slice.call(bytes, at, at + length).buffer);
   const view = new DataView(bytes.buffer, bytes.byteOffset + at, length);
   const size = length / DTYPE_BYTES[dtype];
   const out = new Float32Array(size);
@@ -179,6 +212,43 @@ export function halfToFloat(h: number): number {
   if (exp === 0) return sign * 2 ** -14 * (frac / 1024);
   if (exp === 31) return frac === 0 ? sign * Infinity : NaN;
   return sign * 2 ** (exp - 15) * (1 + frac / 1024);
+}
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/** float → IEEE 754 half, rounding to nearest even (as PyTorch's `.half()`). */
+export function floatToHalf(v: number): number {
+  f32[0] = v;
+  const x = u32[0];
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  const mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant !== 0 ? 0x200 : 0);
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    const full = mant | 0x800000;
+    const shift = 14 - e;
+    let h = full >>> shift;
+    const rest = full & ((1 << shift) - 1);
+    const halfway = 1 << (shift - 1);
+    if (rest > halfway || (rest === halfway && (h & 1) === 1)) h++;
+    return sign | h;
+  }
+  let h = (e << 10) | (mant >>> 13);
+  const rest = mant & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && (h & 1) === 1)) h++; // a carry into the exponent is correct
+  return sign | h;
+}
+
+/** float → bfloat16 (top 16 bits of a float32), rounding to nearest even (as PyTorch). */
+export function floatToBfloat16(v: number): number {
+  f32[0] = v;
+  const x = u32[0];
+  if ((x & 0x7f800000) === 0x7f800000 && (x & 0x7fffff) !== 0) return (x >>> 16) | 0x40;
+  return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
 /** bfloat16 (the top 16 bits of a float32) → float. */

@@ -1,61 +1,185 @@
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, copyFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import type { LoRAMLP } from '../core/lora-mlp.js';
-import { AdapterLoadError, type LoadAdapterOptions, deserializeAdapter, serializeAdapter } from '../formats/peft.js';
+import {
+  AdapterLoadError,
+  type LoadAdapterOptions,
+  type PreparedAdapter,
+  type SaveAdapterOptions,
+  adapterConfigText,
+  commitAdapter,
+  disposePrepared,
+  prepareAdapter,
+  serializeAdapter,
+} from '../formats/peft.js';
+import type { EncodeDtype } from '../formats/safetensors.js';
+import { type WriteHooks, readRegularFile, replaceFiles, statKind } from './safe-files.js';
 
 /** PEFT's file names. */
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
 export const ADAPTER_CONFIG = 'adapter_config.json';
+/** PEFT's pickled weights file, which lora-tfjs never reads. */
+const PICKLED_WEIGHTS = 'adapter_model.bin';
+
+/** The largest adapter weights file read (typed arrays and wasm's heap stop near here). */
+export const MAX_ADAPTER_BYTES = 2 ** 31 - 1;
+/** The largest adapter_config.json read. */
+export const MAX_CONFIG_BYTES = 16 * 2 ** 20;
 
 /**
  * Write adapter `adapterName` (default: the active one) to `dir` as PEFT does:
- * `adapter_model.safetensors` + `adapter_config.json`. The directory is written whole and
- * swapped in, so a failure never leaves a half-written adapter in place of a good one.
+ * `adapter_model.safetensors` + `adapter_config.json`. Each file is replaced atomically
+ * (weights first, then config); nothing else in `dir` changes. A crash between the two
+ * renames leaves a pair that `loadAdapter` refuses (the weights record their config's digest).
  */
-export function saveAdapter(model: LoRAMLP, dir: string, options: { adapterName?: string } = {}): { weightsBytes: number } {
-  const adapter = serializeAdapter(model, options.adapterName);
-  writeDirectoryAtomic(dir, {
-    [ADAPTER_WEIGHTS]: adapter.weights,
-    [ADAPTER_CONFIG]: JSON.stringify(adapter.config, null, 2) + '\n',
-  });
+export function saveAdapter(model: LoRAMLP, dir: string, options: SaveAdapterOptions = {}, hooks?: WriteHooks): { weightsBytes: number } {
+  const adapter = serializeAdapter(model, options);
+  replaceFiles(
+    'saveAdapter',
+    dir,
+    [
+      [ADAPTER_WEIGHTS, adapter.weights],
+      [ADAPTER_CONFIG, adapterConfigText(adapter.config)],
+    ],
+    hooks,
+  );
   return { weightsBytes: adapter.weights.length };
 }
 
-/** Read a PEFT adapter from `dir` into the model (see `deserializeAdapter`). */
-export function loadAdapter(model: LoRAMLP, dir: string, options: LoadAdapterOptions = {}): string {
-  const read = (file: string) => {
-    const path = join(dir, file);
-    if (!existsSync(path)) throw new AdapterLoadError(`${path} does not exist`);
-    return readFileSync(path);
-  };
-  const weights = read(ADAPTER_WEIGHTS);
-  const config = read(ADAPTER_CONFIG).toString('utf8');
-  return deserializeAdapter(model, { weights: new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength), config }, options);
+/** Options of {@link saveAdapters}. */
+export interface SaveAdaptersOptions {
+  /** Which adapters (default: all). */
+  names?: readonly string[];
+  /** See {@link SaveAdapterOptions.prefix}. */
+  prefix?: string;
+  /** See {@link SaveAdapterOptions.dtype}. */
+  dtype?: EncodeDtype;
 }
 
 /**
- * Make `dir` hold exactly `files` (plus any other files it already had), atomically:
- * everything is written into a sibling temporary directory, then swapped in with renames.
+ * Write several adapters in PEFT's multi-adapter layout (what `save_pretrained(dir)` writes
+ * for a model with several adapters): `default` in `dir/`, every other adapter in
+ * `dir/<name>/`. Every adapter is serialized before any file is written. Returns the
+ * folder of each adapter.
  */
-export function writeDirectoryAtomic(dir: string, files: Record<string, string | Uint8Array>): void {
-  const parent = dirname(dir);
-  mkdirSync(parent, { recursive: true });
-  if (existsSync(dir) && !statSync(dir).isDirectory()) throw new Error(`saveAdapter: dir = "${dir}" is a file; expected a directory path`);
-  const stamp = `${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
-  const tmp = join(parent, `.${basename(dir)}.tmp-${stamp}`);
-  const old = join(parent, `.${basename(dir)}.old-${stamp}`);
-  try {
-    mkdirSync(tmp);
-    if (existsSync(dir)) {
-      for (const f of readdirSync(dir)) if (!(f in files) && statSync(join(dir, f)).isFile()) copyFileSync(join(dir, f), join(tmp, f));
+export function saveAdapters(model: LoRAMLP, dir: string, options: SaveAdaptersOptions = {}): Record<string, string> {
+  const where = 'saveAdapters';
+  if (options === null || typeof options !== 'object') throw new Error(`${where}: options = ${String(options)} is invalid; expected an options object`);
+  const names = options.names ?? model.adapterNames();
+  if (!Array.isArray(names) || names.length === 0 || new Set(names).size !== names.length) {
+    throw new Error(`${where}: names = ${JSON.stringify(names)} is invalid; expected a non-empty list of distinct adapter names`);
+  }
+  for (const n of names) {
+    if (typeof n !== 'string' || !isFolderName(n)) {
+      throw new Error(`${where}: adapter name ${JSON.stringify(n)} cannot be a folder name; expected letters, digits, "_", "-" or "." (not starting with ".")`);
     }
-    for (const [name, content] of Object.entries(files)) writeFileSync(join(tmp, name), content);
-    if (existsSync(dir)) renameSync(dir, old);
-    renameSync(tmp, dir);
+  }
+  const serialized = names.map((n) => ({ name: n, adapter: serializeAdapter(model, { adapterName: n, prefix: options.prefix, dtype: options.dtype }) }));
+  const written: Record<string, string> = {};
+  for (const { name, adapter } of serialized) {
+    const target = name === 'default' ? dir : join(dir, name);
+    replaceFiles(where, target, [
+      [ADAPTER_WEIGHTS, adapter.weights],
+      [ADAPTER_CONFIG, adapterConfigText(adapter.config)],
+    ]);
+    written[name] = target;
+  }
+  return written;
+}
+
+/** Read a PEFT adapter from `dir` into the model (see `deserializeAdapter`); returns its name. */
+export function loadAdapter(model: LoRAMLP, dir: string, options: LoadAdapterOptions = {}): string {
+  const prepared = prepareFromFolder(model, dir, options, true);
+  commitAdapter(model, prepared);
+  return prepared.name;
+}
+
+/**
+ * Read every adapter of a PEFT multi-adapter folder: `dir/` as `default` (when it holds an
+ * adapter) and each `dir/<name>/` that holds one. All are read and checked before the model
+ * changes; adapters already in the model under those names are replaced. Returns the names.
+ */
+export function loadAdapters(model: LoRAMLP, dir: string, options: Omit<LoadAdapterOptions, 'adapterName'> = {}): string[] {
+  if (options !== null && typeof options === 'object' && 'adapterName' in options) {
+    throw new AdapterLoadError('loadAdapters names each adapter after its folder; adapterName is not an option here (use loadAdapter for one adapter)');
+  }
+  const found = listAdapterFolders(dir);
+  if (found.length === 0) throw new AdapterLoadError(`${dir} holds no adapter (no ${ADAPTER_CONFIG} in it or in its subfolders)`);
+  const prepared: PreparedAdapter[] = [];
+  try {
+    for (const { name, path } of found) prepared.push(prepareFromFolder(model, path, { ...options, adapterName: name }, false));
   } catch (err) {
-    rmSync(tmp, { recursive: true, force: true });
-    if (!existsSync(dir) && existsSync(old)) renameSync(old, dir);
+    prepared.forEach(disposePrepared);
     throw err;
   }
-  rmSync(old, { recursive: true, force: true });
+  // Checked against the model one by one; committing cannot fail now but for a name clash
+  // between prepared adapters, which folder names rule out.
+  for (const p of prepared) commitAdapter(model, p);
+  return prepared.map((p) => p.name);
+}
+
+function prepareFromFolder(model: LoRAMLP, dir: string, options: LoadAdapterOptions, single: boolean): PreparedAdapter {
+  if (typeof dir !== 'string' || dir === '') throw new AdapterLoadError(`dir = ${JSON.stringify(dir)} is invalid; expected a folder path`);
+  const kind = statKind(dir);
+  if (kind === null) throw new AdapterLoadError(`${dir} does not exist`);
+  if (kind !== 'folder') throw new AdapterLoadError(`${dir} is a ${kind}; expected the folder that holds ${ADAPTER_CONFIG} and ${ADAPTER_WEIGHTS}`);
+  const weights = read(join(dir, ADAPTER_WEIGHTS), MAX_ADAPTER_BYTES);
+  if (weights === null) {
+    if (statKind(join(dir, PICKLED_WEIGHTS)) !== null) {
+      throw new AdapterLoadError(
+        `${dir} holds ${PICKLED_WEIGHTS} (pickled PyTorch weights, which lora-tfjs never unpickles) and no ${ADAPTER_WEIGHTS}; re-save it in Python with model.save_pretrained(dir, safe_serialization=True)`,
+      );
+    }
+    const nested = single ? listAdapterFolders(dir).filter((f) => f.path !== dir) : [];
+    if (nested.length > 0) {
+      throw new AdapterLoadError(
+        `${dir} holds no ${ADAPTER_WEIGHTS}, but its subfolders hold adapters ${JSON.stringify(nested.map((f) => f.name))} (PEFT's multi-adapter layout): use loadAdapters(model, dir), or loadAdapter(model, ${JSON.stringify(join(dir, nested[0].name))})`,
+      );
+    }
+    throw new AdapterLoadError(`${join(dir, ADAPTER_WEIGHTS)} does not exist`);
+  }
+  const configBytes = read(join(dir, ADAPTER_CONFIG), MAX_CONFIG_BYTES);
+  if (configBytes === null) throw new AdapterLoadError(`${join(dir, ADAPTER_CONFIG)} does not exist (it must sit beside ${ADAPTER_WEIGHTS})`);
+  let config: string;
+  try {
+    config = new TextDecoder('utf-8', { fatal: true }).decode(configBytes);
+  } catch {
+    throw new AdapterLoadError(`${join(dir, ADAPTER_CONFIG)} is not UTF-8 text`);
+  }
+  try {
+    return prepareAdapter(model, { weights, config }, options);
+  } catch (err) {
+    if (err instanceof AdapterLoadError && !single) throw new AdapterLoadError(`${dir}: ${err.message.replace(/^loadAdapter: /, '')}`);
+    throw err;
+  }
+}
+
+function read(path: string, max: number): Uint8Array | null {
+  try {
+    return readRegularFile('loadAdapter', path, max);
+  } catch (err) {
+    throw new AdapterLoadError((err as Error).message.replace(/^loadAdapter: /, ''));
+  }
+}
+
+/** `dir` itself (as `default`) and its subfolders, each when it holds an adapter config. */
+function listAdapterFolders(dir: string): Array<{ name: string; path: string }> {
+  const out: Array<{ name: string; path: string }> = [];
+  if (statKind(join(dir, ADAPTER_CONFIG)) === 'file') out.push({ name: 'default', path: dir });
+  let entries: string[];
+  try {
+    entries = readdirSync(dir).sort();
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    if (!isFolderName(e) || e === 'default') continue;
+    const path = join(dir, e);
+    if (statKind(path) === 'folder' && statKind(join(path, ADAPTER_CONFIG)) === 'file') out.push({ name: e, path });
+  }
+  return out;
+}
+
+function isFolderName(name: string): boolean {
+  return /^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$/.test(name) && name !== '.' && name !== '..';
 }

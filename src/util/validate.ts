@@ -69,3 +69,18 @@ export function checkDims(where: string, dims: unknown): number[] {
   }
   return dims as number[];
 }
+
+/**
+ * Layer names as PyTorch module paths (`fc1`, `mlp.fc1`, `0`): one per layer, unique,
+ * dot-separated non-empty segments. Default: `fc1`, `fc2`, … (the reference's names).
+ */
+export function checkModuleNames(where: string, names: unknown, count: number): string[] {
+  if (names === undefined) return Array.from({ length: count }, (_, i) => `fc${i + 1}`);
+  const ok =
+    Array.isArray(names) &&
+    names.length === count &&
+    names.every((n) => typeof n === 'string' && n.length > 0 && n.length <= 256 && n.split('.').every((s) => s.length > 0 && !/\s/.test(s))) &&
+    new Set(names).size === names.length;
+  if (!ok) invalid(where, 'names', names, `${count} distinct module names, one per layer (PyTorch paths such as "fc1", "mlp.fc1" or "0")`);
+  return [...(names as string[])];
+}
