@@ -1,0 +1,47 @@
+#!/usr/bin/env node
+// `npm run setup:python`: the project-local Python for the PEFT interop tests (.venv with
+// torch, peft and safetensors). The library and the notebooks never need it; the test suite
+// does, and fails (never skips) without it. Uses the package indexes pip is configured with
+// as *the* index, so pip does not spend minutes retrying an unreachable public index.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const venv = join(root, '.venv');
+const python = join(venv, 'bin', 'python');
+const PACKAGES = ['torch>=2.4', 'peft==0.21.0', 'safetensors>=0.4'];
+const CHECK = 'import torch, peft, safetensors; print("torch", torch.__version__, "peft", peft.__version__, "safetensors", safetensors.__version__)';
+
+const run = (cmd, args, opts = {}) => spawnSync(cmd, args, { encoding: 'utf8', ...opts });
+const fail = (message) => {
+  console.error(`setup:python: ${message}`);
+  process.exit(1);
+};
+
+const has = () => existsSync(python) && run(python, ['-c', CHECK]).status === 0;
+if (has()) {
+  console.log(`setup:python: ${run(python, ['-c', CHECK]).stdout.trim()} already in ${venv}`);
+  process.exit(0);
+}
+
+if (!existsSync(python)) {
+  const made = run('python3', ['-m', 'venv', venv], { stdio: 'inherit' });
+  if (made.status !== 0) fail(`could not create ${venv} with \`python3 -m venv\` (on Debian/Ubuntu: apt-get install python3-venv)`);
+}
+
+// The configured indexes (pip config's index-url / extra-index-url), used as the only indexes.
+const config = (key) => run('python3', ['-m', 'pip', 'config', 'get', key]).stdout?.trim() ?? '';
+const urls = [config('global.index-url'), config('global.extra-index-url')].join(' ').split(/\s+/).filter(Boolean);
+const indexArgs = urls.length > 0 ? ['--index-url', urls[0], ...urls.slice(1).flatMap((u) => ['--extra-index-url', u])] : [];
+console.log(`setup:python: installing ${PACKAGES.join(' ')} into ${venv}${urls.length > 0 ? ` from ${urls.join(', ')}` : ''}`);
+const pip = run(python, ['-m', 'pip', 'install', '--disable-pip-version-check', '--timeout', '30', '--retries', '2', ...indexArgs, ...PACKAGES], { stdio: 'inherit' });
+if (pip.status !== 0 || !has()) {
+  fail(
+    `pip could not install ${PACKAGES.join(', ')} into ${venv}. The PEFT interop tests need them. ` +
+      'Check that pip reaches a package index with torch (CPU) and peft (pip config list), then run `npm run setup:python` again; ' +
+      'or set LORA_PEFT_PYTHON to a Python that has torch, peft and safetensors.',
+  );
+}
+console.log(`setup:python: ${run(python, ['-c', CHECK]).stdout.trim()}`);
