@@ -1,6 +1,8 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -18,7 +20,7 @@ import {
   saveAdapter,
   saveAdapters,
 } from '../src/index.js';
-import { PeftBridge } from './peft/bridge.js';
+import { PeftBridge, peftPython } from './peft/bridge.js';
 
 // Real PEFT 0.21 on torch 2.13, both ways: every adapter that loads must give PEFT's
 // outputs (unmerged and merged) to 1e-5, and every refusal must name its field and leave
@@ -324,5 +326,31 @@ describe('PEFT interop, checked against real PEFT', () => {
       expect(relDiff(predict(model, x, 'default', false), loaded.outputs.default.unmerged)).toBeLessThan(1e-5);
       model.dispose();
     });
+  });
+
+  describe("the README's snippets (From PyTorch to TF.js and back)", () => {
+    const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+    const readme = readFileSync(join(root, 'README.md'), 'utf8');
+    const snippet = (name: string): string => {
+      const m = new RegExp(`<!-- snippet: ${name.replace('.', '\\.')} -->\\n\`\`\`\\w+\\n([\\s\\S]*?)\`\`\``).exec(readme);
+      if (m === null) throw new Error(`README.md has no snippet ${name}`);
+      return m[1];
+    };
+    it('run as written, in order, in one folder: PEFT → lora-tfjs, then lora-tfjs → PEFT', () => {
+      const dir = fresh('readme');
+      mkdirSync(join(dir, 'node_modules'), { recursive: true });
+      symlinkSync(root, join(dir, 'node_modules', 'lora-tfjs')); // `import … from 'lora-tfjs'` as an app would
+      const python = peftPython();
+      const tsx = join(root, 'node_modules', '.bin', 'tsx');
+      const run = (file: string, cmd: string) => {
+        writeFileSync(join(dir, file), snippet(file));
+        return execFileSync(cmd, [file], { cwd: dir, encoding: 'utf8', timeout: 180_000, env: { ...process.env, LORA_BACKEND: 'wasm' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      };
+      run('torch-to-tfjs.py', python);
+      expect(run('torch-to-tfjs.mts', tsx)).toContain("[ 'lora', 'lora', 'full' ]");
+      rmSync(join(dir, 'adapters'), { recursive: true });
+      run('tfjs-to-torch.mts', tsx);
+      expect(run('tfjs-to-torch.py', python)).toContain("{'fc1': 4, 'fc2': 4, 'fc3': 2}");
+    }, 300_000);
   });
 });
