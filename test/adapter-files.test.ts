@@ -5,18 +5,10 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoRAMLP, MLP, initBackend, loadAdapter, loadAdapters, maxAbsDiff, saveAdapter, saveAdapters } from '../src/index.js';
+import { trainLike } from './helpers.js';
 
 const DIMS = [8, 12, 6, 4];
 
-/** Give every layer's adapter `name` a non-zero, seeded B, as training would. */
-function trainLike(model: LoRAMLP, name: string, seed: number): void {
-  model.layers.forEach((l, i) => {
-    if (l.adapterKind(name) !== 'lora') return;
-    const b = tf.randomNormal(l.adapter(name).B.shape, 0, 0.3, 'float32', seed * 10 + i);
-    l.adapter(name).B.assign(b as tf.Tensor2D);
-    b.dispose();
-  });
-}
 
 /** Every file and link below `dir` with its content (or link target) and mode, to prove nothing else changed. */
 function tree(dir: string): Record<string, string> {

@@ -22,18 +22,10 @@ import {
   train,
   type LowRankShiftTask,
 } from '../src/index.js';
-import { maxRelDiff, rawFile } from './helpers.js';
+import { maxRelDiff, rawFile, trainLike } from './helpers.js';
 
 const DIMS = [12, 16, 10, 6];
 
-/** Give every layer's adapter `name` a non-zero, seeded B, as training would. */
-function trainLike(model: LoRAMLP, name: string, seed: number): void {
-  model.layers.forEach((l, i) => {
-    const b = tf.randomNormal(l.adapter(name).B.shape, 0, 0.3, 'float32', seed * 10 + i);
-    l.adapter(name).B.assign(b as tf.Tensor2D);
-    b.dispose();
-  });
-}
 
 /** Every value the model holds, to prove a failed operation changed nothing. */
 function snapshot(model: LoRAMLP): string {

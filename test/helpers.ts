@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { expect } from 'vitest';
+import type { LoRAMLP } from '../src/index.js';
 
 export type Matrix = number[][];
 
@@ -66,3 +67,21 @@ export function rawFile(header: object | string, data: Uint8Array = new Uint8Arr
   return out;
 }
 
+
+/**
+ * Seeded non-zero values in every variable of adapter `name` (A and B of its LoRA layers,
+ * weight and bias of its full copies), as training would leave them: a fresh adapter's B is
+ * zero, which would hide a transposed or dropped factor.
+ */
+export function trainLike(model: LoRAMLP, name: string, seed: number): void {
+  model.layers.forEach((l, i) => {
+    const kind = l.adapterKind(name);
+    const full = kind === 'full' ? l.fullAdapter(name) : null;
+    const vars: tf.Variable[] = kind === 'lora' ? [l.adapter(name).A, l.adapter(name).B] : full !== null ? [full.weight, ...(full.bias ? [full.bias] : [])] : [];
+    vars.forEach((v, k) => {
+      const r = tf.randomNormal(v.shape, 0, 0.3, 'float32', seed * 100 + i * 10 + k);
+      v.assign(r);
+      r.dispose();
+    });
+  });
+}

@@ -87,8 +87,8 @@ describe('LoRAMLP adapters on some layers, per-layer ranks, layers trained in fu
     expect(() => model.addAdapter('x', { targetModules: 'fc[', rank: 1 })).toThrow(/targetModules = "fc\[" is invalid/);
     expect(() => model.addAdapter('x', { targetModules: ['fc1'] }, [null, null, null])).not.toThrow(); // null entries: fresh factors
     model.deleteAdapter('x');
-    const A = tf.zeros([5, 2]);
-    const B = tf.zeros([2, 7]);
+    const A = tf.zeros<tf.Rank.R2>([5, 2]);
+    const B = tf.zeros<tf.Rank.R2>([2, 7]);
     expect(() => model.addAdapter('y', { targetModules: ['fc1'], rank: 2 }, [null, { A, B }, null])).toThrow('LoRAMLP: initial[1] = [object Object] is invalid; expected null (the adapter does not cover fc2)');
     expect(model.adapterNames()).toEqual(['default']);
     tf.dispose([A, B]);

@@ -20,6 +20,7 @@ import {
   saveAdapter,
   saveAdapters,
 } from '../src/index.js';
+import { trainLike } from './helpers.js';
 import { PeftBridge, peftPython } from './peft/bridge.js';
 
 // Real PEFT 0.21 on torch 2.13, both ways: every adapter that loads must give PEFT's
@@ -27,7 +28,7 @@ import { PeftBridge, peftPython } from './peft/bridge.js';
 // the model as it was. One Python process serves the whole file.
 
 type Outputs = Record<string, { unmerged: number[][]; merged: number[][] }>;
-type BaseSpec = { kind: 'fc' | 'sequential' | 'nested'; dims: number[]; bias?: boolean; seed?: number; state?: string };
+type BaseSpec = { kind: 'fc' | 'sequential' | 'nested'; dims: readonly number[]; bias?: boolean; seed?: number; state?: string };
 interface AdapterSpec {
   name: string;
   config: Record<string, unknown>;
@@ -79,18 +80,6 @@ function expectSameOutputs(model: LoRAMLP, x: number[][], theirs: Outputs): void
 /** Warnings PEFT raised, minus its note that layers an adapter does not cover were never merged. */
 const meaningful = (warnings: string[]) => warnings.filter((w) => !/Already unmerged/.test(w));
 
-/** Seeded non-zero factors (and full copies), as training would leave them. */
-function trainLike(model: LoRAMLP, name: string, seed: number): void {
-  model.layers.forEach((l, i) => {
-    const kind = l.adapterKind(name);
-    const vars = kind === 'lora' ? [l.adapter(name).A, l.adapter(name).B] : kind === 'full' ? [l.fullAdapter(name).weight, ...(l.fullAdapter(name).bias ? [l.fullAdapter(name).bias!] : [])] : [];
-    vars.forEach((v, k) => {
-      const r = tf.randomNormal(v.shape, 0, 0.3, 'float32', seed * 100 + i * 10 + k);
-      v.assign(r);
-      r.dispose();
-    });
-  });
-}
 
 /** PEFT trains-like and saves; we load its base and adapters. */
 async function fromPeft(base: BaseSpec, adapters: AdapterSpec[], options: { prefix?: string; dtype?: string } = {}) {

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LoRAMLP, MLP, decodeSafetensors, encodeSafetensors, initBackend, maxAbsDiff, mlpFromTorchSafetensors, mlpToTorchSafetensors, type EncodableTensor } from '../src/index.js';
+import { LoRAMLP, decodeSafetensors, encodeSafetensors, initBackend, mlpFromTorchSafetensors, mlpToTorchSafetensors, type EncodableTensor } from '../src/index.js';
 
 const DIMS = [12, 16, 10, 6];
 

@@ -5,8 +5,6 @@ merged and unmerged, plus every warning PEFT raised. Kept in one process so torc
 are imported once for the whole suite."""
 
 import contextlib
-import copy
-import io
 import json
 import logging
 import os
@@ -77,6 +75,19 @@ def outputs(model, x):
         return model(torch.tensor(x, dtype=torch.float32)).tolist()
 
 
+def adapter_outputs(model, names, x):
+    """Each adapter's outputs on x, unmerged and merged (then unmerged again)."""
+    result = {}
+    for name in names:
+        model.set_adapter(name)
+        unmerged = outputs(model, x)
+        model.merge_adapter()
+        merged = outputs(model, x)
+        model.unmerge_adapter()
+        result[name] = {"unmerged": unmerged, "merged": merged}
+    return result
+
+
 @contextlib.contextmanager
 def captured():
     """Every Python warning and every peft/transformers log record raised inside."""
@@ -135,21 +146,12 @@ def op_save_peft(req):
             with safe_open(f, "pt") as h:
                 meta = h.metadata()
             save_file({k: v.to(DTYPES[req["dtype"]]) for k, v in load_file(f).items()}, f, metadata=meta)
-    result = {}
-    for a in adapters:
-        model.set_adapter(a["name"])
-        unmerged = outputs(model, req["x"])
-        model.merge_adapter()
-        merged = outputs(model, req["x"])
-        model.unmerge_adapter()
-        result[a["name"]] = {"unmerged": unmerged, "merged": merged}
-    return {"outputs": result, "warnings": messages}
+    return {"outputs": adapter_outputs(model, [a["name"] for a in adapters], req["x"]), "warnings": messages}
 
 
 def op_load_ours(req):
     base = build_base(req["base"])
     model = None
-    result = {}
     with captured() as messages:
         for a in req["adapters"]:
             if model is None:
@@ -157,13 +159,7 @@ def op_load_ours(req):
             else:
                 model.load_adapter(a["dir"], adapter_name=a["name"])
         model.eval()
-        for a in req["adapters"]:
-            model.set_adapter(a["name"])
-            unmerged = outputs(model, req["x"])
-            model.merge_adapter()
-            merged = outputs(model, req["x"])
-            model.unmerge_adapter()
-            result[a["name"]] = {"unmerged": unmerged, "merged": merged}
+        result = adapter_outputs(model, [a["name"] for a in req["adapters"]], req["x"])
         config = model.peft_config[req["adapters"][0]["name"]]
         described = {
             "r": config.r,
