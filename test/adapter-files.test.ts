@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -183,6 +183,40 @@ describe('adapter files: a save changes only the files it writes; a load reads o
     }
     expect(() => saveAdapters(model, dir, { names: ['../evil'] })).toThrow(/adapter name "\.\.\/evil" cannot be a folder name/);
     fresh.dispose();
+  });
+
+  it('loadAdapters reads every adapter folder whatever its name, and refuses partial or ambiguous ones rather than skip them', () => {
+    const dir = join(root, 'names');
+    const named = LoRAMLP.fromBase(base, { rank: 2, seed: 11 });
+    named.addAdapter('task B', { rank: 1, seed: 12 });
+    named.addAdapter('tâche', { rank: 3, seed: 13, targetModules: ['fc2'] });
+    for (const [n, seed] of [['default', 11], ['task B', 12], ['tâche', 13]] as const) trainLike(named, n, seed);
+    saveAdapters(named, dir);
+    expect(readdirSync(dir).sort()).toEqual([ADAPTER_CONFIG, ADAPTER_WEIGHTS, 'task B', 'tâche']);
+    const fresh = LoRAMLP.fromBase(base, { noAdapter: true });
+    expect(loadAdapters(fresh, dir)).toEqual(['default', 'task B', 'tâche']);
+    fresh.dispose();
+    // A subfolder with weights and no config (a save interrupted before its second file).
+    cpSync(join(dir, 'tâche'), join(dir, 'partial'), { recursive: true });
+    unlinkSync(join(dir, 'partial', ADAPTER_CONFIG));
+    const target = LoRAMLP.fromBase(base, { noAdapter: true });
+    expect(() => loadAdapters(target, dir)).toThrow(/partial holds adapter_model\.safetensors without adapter_config\.json \(an interrupted save or a partial copy\?\)/);
+    expect(target.adapterNames()).toEqual([]);
+    rmSync(join(dir, 'partial'), { recursive: true });
+    // A "default" subfolder beside a root adapter is ambiguous; alone, it is the default.
+    cpSync(join(dir, 'task B'), join(dir, 'default'), { recursive: true });
+    expect(() => loadAdapters(target, dir)).toThrow(/holds an adapter and a subfolder "default" with another one/);
+    const only = join(root, 'only-default');
+    mkdirSync(only);
+    renameSync(join(dir, 'default'), join(only, 'default'));
+    expect(loadAdapters(target, only)).toEqual(['default']);
+    expect(target.adapterLayers('default')).toEqual(named.adapterLayers('task B')); // task B's adapter, under the folder's name
+    named.addAdapter('a/b', { rank: 1 });
+    named.addAdapter('.hidden', { rank: 1 });
+    expect(() => saveAdapters(named, dir, { names: ['a/b'] })).toThrow(/adapter name "a\/b" cannot be a folder name/);
+    expect(() => saveAdapters(named, dir, { names: ['.hidden'] })).toThrow(/cannot be a folder name/);
+    named.dispose();
+    target.dispose();
   });
 
   it('loadAdapter names what it found instead: subfolder adapters, a pickled .bin; loadAdapters is all or nothing', () => {

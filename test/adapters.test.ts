@@ -225,6 +225,147 @@ describe('adapters as files, sets, combinations and mixed batches', () => {
 
   });
 
+  describe('PEFT files, element by element', () => {
+    it('stores every factor transposed (lora_A [r, in], lora_B [out, r], full weight [out, in]) and a fresh model computes what the file says', () => {
+      // Square layers (8 → 8) too, where a missing transpose keeps the shape.
+      const sq = new MLP([5, 8, 8, 3], { seed: 9 });
+      const model = LoRAMLP.fromBase(sq, { rank: 2, alpha: 3, targetModules: ['fc1', 'fc2', 'fc3'], seed: 1 });
+      model.addAdapter('full', { rank: 2, targetModules: ['fc1'], modulesToSave: ['fc2'] });
+      // Known, asymmetric values: entry (i, j) of every factor is distinct.
+      const fill = (v: tf.Variable, offset: number) => {
+        const [a, b] = v.shape;
+        const t = tf.tensor(Array.from({ length: a * (b ?? 1) }, (_, k) => offset + Math.floor(k / (b ?? 1)) * 0.1 + (k % (b ?? 1)) * 0.01), v.shape);
+        v.assign(t);
+        t.dispose();
+      };
+      model.layers.forEach((l, i) => {
+        fill(l.adapter('default').A, i);
+        fill(l.adapter('default').B, -i - 0.5);
+      });
+      fill(model.layers[1].fullAdapter('full').weight, 2);
+      fill(model.layers[1].fullAdapter('full').bias!, 3);
+      for (const name of ['default', 'full']) {
+        const { weights, config } = serializeAdapter(model, name);
+        const file = decodeSafetensors(weights);
+        model.layers.forEach((l, i) => {
+          const m = `base_model.model.fc${i + 1}`;
+          const kind = l.adapterKind(name);
+          const checkT = (key: string, v: tf.Tensor) => {
+            const stored = file.tensors.get(key)!;
+            const arr = v.arraySync() as number[][];
+            expect(stored.shape, key).toEqual([arr[0].length, arr.length]);
+            arr.forEach((row, r) => row.forEach((x, c) => expect(stored.data[c * arr.length + r], `${key}[${c}][${r}]`).toBe(Math.fround(x))));
+          };
+          if (kind === 'lora') {
+            checkT(`${m}.lora_A.weight`, l.adapter(name).A);
+            checkT(`${m}.lora_B.weight`, l.adapter(name).B);
+          } else if (kind === 'full') {
+            checkT(`${m}.weight`, l.fullAdapter(name).weight);
+            expect(Array.from(file.tensors.get(`${m}.bias`)!.data)).toEqual(Array.from(l.fullAdapter(name).bias!.dataSync()));
+          }
+        });
+        // PyTorch's arithmetic on the file's tensors (y = x·Wᵀ + b + s·(x·Aᵀ)·Bᵀ), in plain JS, against a model that loaded it.
+        const fresh = LoRAMLP.fromBase(sq, { noAdapter: true });
+        deserializeAdapter(fresh, { weights, config });
+        const x = Array.from({ length: 3 }, (_, r) => Array.from({ length: 5 }, (_, c) => Math.sin(r * 5 + c)));
+        let h = x;
+        fresh.layers.forEach((l, i) => {
+          const m = `base_model.model.fc${i + 1}`;
+          const W = l.weight.arraySync() as number[][]; // [in, out]
+          const b = Array.from(l.bias!.dataSync());
+          const get = (k: string) => file.tensors.get(`${m}.${k}`);
+          const full = get('weight');
+          const y = h.map((row) =>
+            Array.from({ length: l.outFeatures }, (_, o) => {
+              if (full !== undefined) return row.reduce((acc, v, k) => acc + v * full.data[o * l.inFeatures + k], get('bias')!.data[o]);
+              let acc = b[o] + row.reduce((a2, v, k) => a2 + v * W[k][o], 0);
+              const A = get('lora_A.weight');
+              const B = get('lora_B.weight');
+              if (A && B) {
+                const r = A.shape[0];
+                const xa = Array.from({ length: r }, (_, j) => row.reduce((a2, v, k) => a2 + v * A.data[j * l.inFeatures + k], 0));
+                acc += (config.lora_alpha / r) * xa.reduce((a2, v, j) => a2 + v * B.data[o * r + j], 0);
+              }
+              return acc;
+            }),
+          );
+          h = i < fresh.layers.length - 1 ? y.map((row) => row.map((v) => Math.max(0, v))) : y;
+        });
+        const xt = tf.tensor2d(x);
+        const got = fresh.predict(xt);
+        const want = tf.tensor2d(h);
+        expect(maxRelDiff(got, want), name).toBeLessThan(1e-5);
+        tf.dispose([xt, got, want]);
+        fresh.dispose();
+      }
+      model.dispose();
+      sq.dispose();
+    });
+
+    it('writes alpha_pattern against lora_alpha (not r), keeps dropout, and verifies a reformatted config', () => {
+      const model = LoRAMLP.fromBase(base, { rank: 8, alpha: 16, alphaPattern: { fc3: 8 }, dropout: 0.2, seed: 3 });
+      trainLike(model, 'default', 4);
+      const { weights, config } = serializeAdapter(model);
+      expect(config).toMatchObject({ r: 8, lora_alpha: 16, alpha_pattern: { fc3: 8 }, rank_pattern: {}, lora_dropout: 0.2 });
+      // Keys in another order, no whitespace: the same config, so the digest still matches.
+      const reordered = JSON.stringify(Object.fromEntries(Object.entries(config).reverse()));
+      const fresh = LoRAMLP.fromBase(base, { noAdapter: true });
+      deserializeAdapter(fresh, { weights, config: reordered });
+      expect(fresh.layers.map((l) => [l.adapter('default').config.alpha, l.adapter('default').config.dropout])).toEqual([[16, 0.2], [16, 0.2], [8, 0.2]]);
+      fresh.dispose();
+      model.dispose();
+    });
+
+    it('refuses to write what it could not read back: non-finite values, float16 overflow; odd names still round-trip', () => {
+      const model = LoRAMLP.fromBase(base, { rank: 2, seed: 5 });
+      const big = tf.fill([2, 16], 7e4);
+      model.layers[0].adapter('default').B.assign(big as tf.Tensor2D);
+      big.dispose();
+      expect(() => serializeAdapter(model, { dtype: 'F16' })).toThrow("serializeAdapter: fc1.lora_B.weight of adapter \"default\" holds |values| up to 70000, beyond float16's 65504; save as \"F32\" or \"BF16\"");
+      expect(() => serializeAdapter(model, { dtype: 'BF16' })).not.toThrow();
+      const nan = tf.fill([2, 16], NaN);
+      model.layers[0].adapter('default').B.assign(nan as tf.Tensor2D);
+      nan.dispose();
+      expect(() => serializeAdapter(model)).toThrow('serializeAdapter: fc1.lora_B.weight of adapter "default" holds NaN; a file must hold finite values');
+      model.dispose();
+      // A layer called "__proto__" with its own rank: a key like any other.
+      const odd = new MLP([4, 5, 3, 2], { seed: 1, names: ['__proto__', 'constructor', 'toString'] });
+      const m2 = LoRAMLP.fromBase(odd, { rank: 1, rankPattern: { __proto__: 2 } as Record<string, number> });
+      expect(m2.layers.map((l) => l.rank)).toEqual([1, 1, 1]); // a literal {__proto__: 2} sets the prototype, not a key
+      m2.deleteAdapter('default');
+      m2.addAdapter('default', { rank: 1, rankPattern: Object.fromEntries([['__proto__', 2]]) });
+      expect(m2.layers.map((l) => l.rank)).toEqual([2, 1, 1]);
+      trainLike(m2, 'default', 6);
+      const { weights, config } = serializeAdapter(m2);
+      expect(Object.keys(config.rank_pattern)).toEqual(['__proto__']);
+      const back = LoRAMLP.fromBase(odd, { noAdapter: true });
+      deserializeAdapter(back, { weights, config: JSON.stringify(config) });
+      expect(back.layers.map((l) => l.rank)).toEqual([2, 1, 1]);
+      back.dispose();
+      m2.dispose();
+      odd.dispose();
+    });
+
+    it('loads a hostile pattern quickly and refuses bad options in its own words', () => {
+      const names = ['model.layers.0.mlp.down_projection', 'model.layers.0.mlp.up_projection', 'model.layers.0.mlp.gate_projection'];
+      const mlp = new MLP([4, 6, 5, 3], { names });
+      const model = LoRAMLP.fromBase(mlp, { noAdapter: true });
+      const t0 = performance.now();
+      expect(() => deserializeAdapter(model, { weights: encodeSafetensors({}), config: { peft_type: 'LORA', r: 1, lora_alpha: 1, target_modules: '(.*.*)*z' } })).toThrow(/target_modules = "\(\.\*\.\*\)\*z" match no layer/);
+      expect(performance.now() - t0).toBeLessThan(1000);
+      expect(() => deserializeAdapter(model, { weights: encodeSafetensors({}), config: { peft_type: 'LORA', r: 1, lora_alpha: 1, target_modules: '(a)\\1' } })).toThrow(/backreferences are not supported/);
+      expect(() => deserializeAdapter(model, { weights: encodeSafetensors({}), config: {} }, { onWarning: 5 as never })).toThrow('loadAdapter: onWarning = 5 is invalid; expected a function');
+      const other = new MLP([4, 6, 5, 3], { seed: 2 });
+      const src = LoRAMLP.fromBase(other, { rank: 1, prefix: undefined } as never);
+      const { weights, config } = serializeAdapter(src);
+      expect(() => deserializeAdapter(model, { weights, config })).toThrow(/this model's layers are \[.*\]$|this model's layers are \[.*\]; /);
+      src.dispose();
+      other.dispose();
+      model.dispose();
+      mlp.dispose();
+    });
+  });
+
   describe('several named adapters on one frozen base', () => {
     let task: LowRankShiftTask;
     beforeAll(() => {
@@ -357,7 +498,9 @@ describe('adapters as files, sets, combinations and mixed batches', () => {
       });
       model.setActiveAdapter('a');
       expect(() => model.predict(x, { adapters: ['a'] })).toThrow('LoRAMLP.predict: adapters = ["a"] is invalid; expected an array of 6 adapter names or nulls, one per row of x');
-      expect(() => model.predict(x, { adapters: ['a', 'a', 'a', 'zz', null, null] })).toThrow('adapters = "zz" is invalid');
+      expect(() => model.predict(x, { adapters: ['a', 'a', 'a', 'zz', null, null] })).toThrow('LoRAMLP.predict: adapters[3] = "zz" is invalid; expected an adapter name from ["a", "b"] or null');
+      expect(() => model.predict(x, { adapters: ['a', undefined as never, 'a', 'a', null, null] })).toThrow('LoRAMLP.predict: adapters[1] = undefined is invalid');
+      expect(() => model.predict(x, null as never)).toThrow('LoRAMLP.predict: options = null is invalid; expected an options object { adapters? }');
       model.merge();
       expect(() => model.predict(x, { adapters: names })).toThrow(/call unmerge\(\) before mixing adapters/);
       model.unmerge();

@@ -128,12 +128,14 @@ describe('LoRAMLP adapters on some layers, per-layer ranks, layers trained in fu
   it('merging a full copy swaps it in and unmerging restores the base bit for bit; mixed batches mix both kinds', () => {
     const model = LoRAMLP.fromBase(base, { rank: 2, targetModules: ['fc1'], modulesToSave: ['fc3'], seed: 3, adapterName: 'a' });
     model.addAdapter('b', { rank: 3, targetModules: ['fc2', 'fc3'], seed: 4 });
+    model.addAdapter('c', { rank: 1, targetModules: ['fc2'], modulesToSave: ['fc3'], seed: 5 }); // a second full copy of fc3
+    setValues(model.layers[2].fullAdapter('c').weight, 45);
     setValues(model.layers[0].adapter('a').B, 40);
     setValues(model.layers[2].fullAdapter('a').weight, 41);
     setValues(model.layers[2].fullAdapter('a').bias!, 42);
     setValues(model.layers[1].adapter('b').B, 43);
     setValues(model.layers[2].adapter('b').B, 44);
-    const x = tf.randomNormal([6, 5], 0, 1, 'float32', 8);
+    const x = tf.randomNormal([8, 5], 0, 1, 'float32', 8);
     const wBefore = model.layers.map((l) => Array.from(l.weight.dataSync()));
     const bBefore = model.layers.map((l) => Array.from(l.bias!.dataSync()));
     model.setActiveAdapter('a');
@@ -145,7 +147,7 @@ describe('LoRAMLP adapters on some layers, per-layer ranks, layers trained in fu
     model.unmerge();
     expect(model.layers.map((l) => Array.from(l.weight.dataSync()))[2]).toEqual(wBefore[2]); // exact: the base was kept aside
     expect(model.layers.map((l) => Array.from(l.bias!.dataSync()))).toEqual(bBefore);
-    const rows = ['b', 'a', null, 'a', 'b', null];
+    const rows = ['b', 'a', null, 'c', 'a', 'b', 'c', null];
     const mixed = model.predict(x, { adapters: rows });
     rows.forEach((n, i) => {
       model.setActiveAdapter(n);
@@ -157,6 +159,45 @@ describe('LoRAMLP adapters on some layers, per-layer ranks, layers trained in fu
     });
     expect(() => combineAdapters(model, [{ name: 'a', weight: 1 }], 'c')).toThrow(/trains fc3 in full, which has no low-rank form to combine/);
     tf.dispose([x, unmerged, merged, mixed]);
+    model.dispose();
+  });
+
+  it('deleting an adapter frees its full copies too, and a layer whose active copy is gone runs as the base', () => {
+    const model = LoRAMLP.fromBase(base, { rank: 2, targetModules: ['fc1'], modulesToSave: ['fc3'], seed: 7 });
+    setValues(model.layers[2].fullAdapter('default').weight, 60);
+    const x = tf.randomNormal([3, 5], 0, 1, 'float32', 9);
+    const plain = base.predict(x);
+    const before = tf.memory().numTensors;
+    model.deleteAdapter('default');
+    expect(tf.memory().numTensors).toBe(before - 4); // A and B of fc1, the weight and bias of fc3's copy
+    expect(model.layers.map((l) => [l.activeAdapter, l.adapterNames()])).toEqual([[null, []], [null, []], [null, []]]);
+    expect(model.trainableVariables()).toEqual([]);
+    const y = model.predict(x);
+    expect(maxAbsDiff(toMatrix(y), toMatrix(plain))).toBe(0);
+    // The same on one layer: the active full copy deleted, the layer is its base again.
+    const layer = model.layers[1];
+    layer.addFullAdapter('f');
+    expect(layer.activeAdapter).toBe('f');
+    layer.deleteAdapter('f');
+    expect(layer.activeAdapter).toBe(null);
+    expect(layer.trainableVariables()).toEqual([]);
+    tf.dispose([x, plain, y]);
+    model.dispose();
+  });
+
+  it('refuses a fresh full copy while another adapter is merged (it would copy the merged weight), and bad options, changing nothing', () => {
+    const model = LoRAMLP.fromBase(base, { rank: 2, seed: 8, adapterName: 'a' });
+    model.layers.forEach((l, i) => setValues(l.adapter('a').B, 70 + i));
+    model.merge();
+    const before = tf.memory().numTensors;
+    expect(() => model.addAdapter('b', { targetModules: ['fc1'], modulesToSave: ['fc2'] })).toThrow('LoRALinear fc2: adapter "a" is merged; call unmerge() before adding a full copy of the layer (it copies the unmerged base)');
+    expect(model.adapterNames()).toEqual(['a']);
+    expect(tf.memory().numTensors).toBe(before);
+    model.unmerge();
+    expect(() => model.addAdapter('b', null as never)).toThrow('LoRAMLP: config = null is invalid; expected an options object');
+    expect(() => new LoRAMLP([3, 4], { adapterName: '' })).toThrow('LoRAMLP: adapterName = "" is invalid; expected a non-empty string');
+    expect(() => LoRAMLP.fromBase(base, { adapterName: 5 as never })).toThrow('LoRAMLP: adapterName = 5 is invalid; expected a non-empty string');
+    expect(tf.memory().numTensors).toBe(before);
     model.dispose();
   });
 

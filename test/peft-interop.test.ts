@@ -277,6 +277,27 @@ describe('PEFT interop, checked against real PEFT', () => {
       model.dispose();
     });
 
+    it('rounds to F16 and BF16 exactly as torch does, ties and overflow included', async () => {
+      const tricky = [1 + 2 ** -11, 1 + 3 * 2 ** -11, 2049, 2051, 2 ** -25, 3 * 2 ** -25, 2 ** -24, 65504, 65519, 65520, -0.1, 0.1, 1e-8, -3.14159, 1 + 2 ** -8, 1 + 3 * 2 ** -8];
+      const { floatToHalf, floatToBfloat16, halfToFloat, bfloat16ToFloat } = await import('../src/formats/safetensors.js');
+      for (const [dtype, round, widen] of [['float16', floatToHalf, halfToFloat], ['bfloat16', floatToBfloat16, bfloat16ToFloat]] as const) {
+        const theirs = await bridge.call<{ values: Array<number | string> }>('round', { values: tricky, dtype });
+        expect(tricky.map((v) => widen(round(v))), dtype).toEqual(theirs.values.map((v) => (typeof v === 'string' ? Number(v.replace('inf', 'Infinity')) : v)));
+      }
+    });
+
+    it('a square layer trained in full (8 → 8, where a missing transpose keeps the shape) loads in PEFT and agrees', async () => {
+      const square = new MLP([6, 8, 8, 4], { seed: 14 });
+      const model = LoRAMLP.fromBase(square, { rank: 2, alpha: 4, targetModules: ['fc1', 'fc3'], modulesToSave: ['fc2'], seed: 6 });
+      square.dispose();
+      trainLike(model, 'default', 11);
+      const { x, loaded } = await toPeft(model, { kind: 'fc', dims: [6, 8, 8, 4] });
+      expect(meaningful(loaded.warnings)).toEqual([]);
+      expect(relDiff(predict(model, x, 'default', false), loaded.outputs.default.unmerged)).toBeLessThan(1e-5);
+      expect(relDiff(predict(model, x, 'default', true), loaded.outputs.default.merged)).toBeLessThan(1e-5);
+      model.dispose();
+    });
+
     it('bases named as PyTorch names them: nn.Sequential (0, 2, 4) and nested under a prefix', async () => {
       const seq = new MLP([6, 10, 8, 4], { seed: 13, names: ['0', '2', '4'] });
       const a = LoRAMLP.fromBase(seq, { rank: 2, alpha: 4, targetModules: ['0', '4'], seed: 1 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MAX_HEADER_BYTES, decodeSafetensors, encodeSafetensors } from '../src/index.js';
-import { bfloat16ToFloat, halfToFloat } from '../src/formats/safetensors.js';
+import { bfloat16ToFloat, floatToBfloat16, floatToHalf, halfToFloat } from '../src/formats/safetensors.js';
 import { rawFile } from './helpers.js';
 
 const f32 = (...v: number[]) => new Uint8Array(new Float32Array(v).buffer);
@@ -24,6 +24,24 @@ describe('safetensors codec', () => {
     expect(Array.from(back.tensors.get('a')!.data)).toEqual([1, 2]);
     expect(back.tensors.get('b')!.shape).toEqual([2]);
     expect(() => encodeSafetensors({ x: { shape: [3], data: new Float32Array(2) } })).toThrow('tensor "x" has 2 values but shape [3] needs 3');
+  });
+
+  it('rounds float32 to F16 and BF16 to nearest, ties to even (as PyTorch), with overflow to ±inf', () => {
+    // Exactly halfway between two halves: the even mantissa wins.
+    expect(floatToHalf(1 + 2 ** -11)).toBe(0x3c00); // between 1 and 1 + 2⁻¹⁰: 1 (even)
+    expect(floatToHalf(1 + 3 * 2 ** -11)).toBe(0x3c02); // between 1 + 2⁻¹⁰ and 1 + 2⁻⁹: the even one
+    expect(floatToHalf(2049)).toBe(0x6800); // 2048 and 2050 are neighbours: 2048 (even)
+    expect(floatToHalf(2051)).toBe(0x6802); // 2050 and 2052: 2052 (even)
+    expect(floatToHalf(2 ** -25)).toBe(0x0000); // half the smallest subnormal: 0 (even)
+    expect(floatToHalf(3 * 2 ** -25)).toBe(0x0002); // 1.5 subnormal steps: 2 steps (even)
+    expect(floatToHalf(1 + 2 ** -11 + 2 ** -20)).toBe(0x3c01); // just above the tie: up
+    expect(floatToHalf(65504)).toBe(0x7bff);
+    expect(floatToHalf(65520)).toBe(0x7c00); // rounds past the largest half: inf
+    expect(floatToHalf(-Infinity)).toBe(0xfc00);
+    expect(halfToFloat(floatToHalf(0.1))).toBeCloseTo(0.0999755859375, 12);
+    expect(floatToBfloat16(1 + 2 ** -8)).toBe(0x3f80); // tie: even
+    expect(floatToBfloat16(1 + 3 * 2 ** -8)).toBe(0x3f82);
+    expect(Number.isNaN(bfloat16ToFloat(floatToBfloat16(NaN)))).toBe(true);
   });
 
   it('widens F16 and BF16 (and F64) to float32', () => {

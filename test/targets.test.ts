@@ -26,6 +26,7 @@ describe('target_modules / exclude_modules / modules_to_save, as PEFT matches th
   it('exclude_modules wins over target_modules, in both forms', () => {
     expect(resolveRoles('t', names, { targetModules: 'fc.*', excludeModules: ['fc10'] })).toEqual(['lora', null, 'lora', null, null, null, null]);
     expect(resolveRoles('t', names, { targetModules: ['fc1', 'out'], excludeModules: 'mlp\\..*' })).toEqual(['lora', null, null, null, null, null, null]);
+    expect(resolveRoles('t', names, { targetModules: 'fc.*', excludeModules: ['c2', '1'] })).toEqual(['lora', 'lora', 'lora', null, null, null, null]); // no bare suffixes
   });
 
   it('modules_to_save: the name or a parent ends with an entry; such a module is never a LoRA target', () => {
@@ -40,7 +41,7 @@ describe('target_modules / exclude_modules / modules_to_save, as PEFT matches th
     expect(() => resolveRoles('addLoRA', names, { targetModules: ['q_proj'] })).toThrow(
       'addLoRA: targetModules = ["q_proj"] match no layer; the layers are ["fc1", "fc10", "fc2", "mlp.fc1", "mlp.out", "0", "10"]',
     );
-    expect(() => resolveRoles('t', names, { targetModules: '(' })).toThrow(/targetModules = "\(" is invalid; expected a regular expression JavaScript can compile/);
+    expect(() => resolveRoles('t', names, { targetModules: '(' })).toThrow(/targetModules = "\(" is invalid; expected a regular expression lora-tfjs can match \(missing \), unterminated subpattern at position 1\)/);
     expect(() => resolveRoles('t', names, { targetModules: [''] })).toThrow(/targetModules = \[""\] is invalid/);
     expect(() => resolveRoles('t', names, { modulesToSave: ['head'] })).toThrow(/modulesToSave = \["head"\] is invalid; expected names of layers \(no layer matches \["head"\]/);
     expect(() => resolveRoles('t', names, { rankPattern: { fc1: 0 } })).toThrow('t: rankPattern["fc1"] = 0 is invalid; expected a positive integer');

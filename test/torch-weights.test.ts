@@ -80,6 +80,8 @@ describe("base networks in PyTorch's state-dict layout", () => {
     expect(mlp.dims).toEqual(dims);
     mlp.dispose();
     expect(() => mlpFromTorchSafetensors(stateDict(['fc1', 'fc3'], [12, 16, 10]))).toThrow(/layer names = \["fc1", "fc3"\] is invalid; expected consecutive layers fc1, fc2/);
+    // nn.Sequential(Linear, Linear): nothing between them, so not a ReLU network.
+    expect(() => mlpFromTorchSafetensors(stateDict(['0', '1'], [2, 3, 1]))).toThrow(/0 and 1 are adjacent, so nothing sits between them; lora-tfjs's MLP puts a ReLU there/);
   });
 
   it('reads and writes bias-free layers (nn.Linear(bias=False)), and a LoRAMLP exports its frozen base', () => {

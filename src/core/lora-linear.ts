@@ -237,7 +237,11 @@ export class LoRALinear {
 
   /** Check the weights of a full copy against this layer. */
   checkFull(initial?: FullWeights): void {
-    if (initial === undefined) return;
+    if (initial === undefined) {
+      // A fresh copy copies the base, which holds a merged adapter's delta while merged.
+      if (this.mergedName !== null) throw new Error(`${WHERE} ${this.name}: adapter ${describe(this.mergedName)} is merged; call unmerge() before adding a full copy of the layer (it copies the unmerged base)`);
+      return;
+    }
     if (initial === null || typeof initial !== 'object') invalid(WHERE, 'initial', initial, 'an object { weight, bias }');
     checkFloatTensor('weight', initial.weight, [this.inFeatures, this.outFeatures]);
     if ((initial.bias === undefined) !== (this.base.bias === undefined)) {

@@ -79,6 +79,8 @@ export class LoRAMLP implements Model {
     const seed = checkInteger(WHERE, 'seed', options.seed ?? 0);
     const baseInit = checkOneOf(WHERE, 'baseInit', options.baseInit ?? 'normal', ['normal', 'kaiming'] as const);
     const names = checkModuleNames(WHERE, options.names, dims.length - 1);
+    const adapterName = options.adapterName ?? 'default';
+    if (!options.noAdapter && (typeof adapterName !== 'string' || adapterName === '')) invalid(WHERE, 'adapterName', adapterName, 'a non-empty string');
     const given = options.weights;
     if (given !== undefined) {
       if (!Array.isArray(given) || given.length !== dims.length - 1) invalid(WHERE, 'weights', given, `one { weight, bias } per layer (${dims.length - 1})`);
@@ -104,7 +106,7 @@ export class LoRAMLP implements Model {
       if (given === undefined) weight?.dispose();
       return layer;
     });
-    if (plan !== null) this.insert(options.adapterName ?? 'default', plan);
+    if (plan !== null) this.insert(adapterName, plan);
   }
 
   /**
@@ -153,6 +155,7 @@ export class LoRAMLP implements Model {
    * weights, whichever adapter is active.
    */
   predict(x: tf.Tensor, options: { adapters?: readonly (string | null)[] } = {}): tf.Tensor {
+    if (options === null || typeof options !== 'object') invalid('LoRAMLP.predict', 'options', options, 'an options object { adapters? }');
     if (options.adapters === undefined) return this.apply(x, { training: false });
     checkModelInput('LoRAMLP.predict', x, this.dims[0]);
     const rowCount = x.size / this.dims[0];
@@ -160,8 +163,8 @@ export class LoRAMLP implements Model {
     if (!Array.isArray(names) || names.length !== rowCount) {
       invalid('LoRAMLP.predict', 'adapters', names, `an array of ${rowCount} adapter names or nulls, one per row of x`);
     }
-    const unknown = names.find((n) => n !== null && !this.order.includes(n as string));
-    if (unknown !== undefined) invalid('LoRAMLP.predict', 'adapters', unknown, `adapter names from ${describe(this.order)} or null`);
+    const bad = names.findIndex((n) => n !== null && (typeof n !== 'string' || !this.order.includes(n)));
+    if (bad >= 0) invalid('LoRAMLP.predict', `adapters[${bad}]`, names[bad], `an adapter name from ${describe(this.order)} or null`);
     if (this.merged) throw new Error('LoRAMLP.predict: an adapter is merged into the weights; call unmerge() before mixing adapters in a batch');
     const groups = groupRows(names);
     return withRows(x, this.dims[this.dims.length - 1], (rows) =>
@@ -308,8 +311,12 @@ export class LoRAMLP implements Model {
 
   /** A plan from PEFT-style options, with given weights attached (checked against the roles). */
   private planWith(config: AdapterOptions, initial?: AdapterInitial): LayerPlan[] {
+    if (config === null || typeof config !== 'object') invalid(WHERE, 'config', config, 'an options object');
     const plan = planAdapter(WHERE, this.names, this.dims, config);
-    if (initial === undefined) return plan;
+    if (initial === undefined) {
+      this.checkAdapterLayers(plan); // every layer agrees before any changes
+      return plan;
+    }
     if (!Array.isArray(initial) || initial.length !== this.layers.length) {
       invalid(WHERE, 'initial', initial, `one entry per layer (${this.layers.length}): { A, B }, { weight, bias } or null`);
     }
@@ -332,6 +339,7 @@ export class LoRAMLP implements Model {
     if (plan.every((p) => p === null)) invalid(WHERE, 'plan', plan, 'an adapter that covers at least one layer');
     plan.forEach((p, i) => {
       if (p === null) return;
+      if (p === undefined || typeof p !== 'object') invalid(WHERE, `plan[${i}]`, p, 'null, { kind: "lora", config } or { kind: "full" }');
       if (p.kind === 'lora') this.layers[i].checkAdapter(p.config, p.initial);
       else if (p.kind === 'full') this.layers[i].checkFull(p.initial);
       else invalid(WHERE, `plan[${i}].kind`, (p as { kind: unknown }).kind, '"lora", "full" or a null entry');

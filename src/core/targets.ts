@@ -1,3 +1,4 @@
+import { type Matcher, PatternError, compilePythonPattern } from './regex.js';
 import { describe, invalid } from '../util/validate.js';
 
 /**
@@ -36,29 +37,26 @@ export interface TargetSpec {
 export const ALL_LINEAR = 'all-linear';
 
 /**
- * A Python `re` pattern as a JavaScript RegExp anchored by `wrap` (e.g. full match).
- * Python-only syntax with a direct equivalent is translated: `(?P<name>…)`, `(?P=name)`,
- * `\A`, `\Z`. Anything JavaScript cannot compile is refused naming the field.
+ * A Python `re` pattern (as PEFT writes it into `wrap`) compiled for whole-name matching by
+ * lora-tfjs's linear-time engine (`regex.ts`): an adapter file's pattern can never hang a
+ * load. A pattern it cannot compile, or a feature it refuses, is an error naming the field.
  */
-export function pythonRegex(where: string, field: string, pattern: string, wrap: (source: string) => string): RegExp {
+export function pythonRegex(where: string, field: string, pattern: string, wrap: (source: string) => string): Matcher {
   if (typeof pattern !== 'string') invalid(where, field, pattern, 'a string (a Python regular expression)');
-  const source = pattern
-    .replace(/\(\?P<([A-Za-z_][A-Za-z0-9_]*)>/g, '(?<$1>')
-    .replace(/\(\?P=([A-Za-z_][A-Za-z0-9_]*)\)/g, '\\k<$1>')
-    .replace(/\\A/g, '^')
-    .replace(/\\Z/g, '$');
   try {
-    return new RegExp(wrap(source));
+    return compilePythonPattern(wrap(pattern));
   } catch (err) {
-    return invalid(where, field, pattern, `a regular expression JavaScript can compile (${(err as Error).message})`);
+    if (!(err instanceof PatternError)) throw err;
+    return invalid(where, field, pattern, `a regular expression lora-tfjs can match (${err.message})`);
   }
 }
 
-const fullMatch = (s: string): string => `^(?:${s})$`;
-const suffixAtDot = (s: string): string => `^(?:.*\\.)?(?:${s})$`;
+// PEFT: re.fullmatch(target_modules, key), and re.match(rf"(.*\.)?({key})$", name) for patterns.
+const fullMatch = (s: string): string => s;
+const suffixAtDot = (s: string): string => `(.*\\.)?(${s})$`;
 
 function matchesSelector(where: string, field: string, selector: ModuleSelector, name: string): boolean {
-  if (typeof selector === 'string') return pythonRegex(where, field, selector, fullMatch).test(name);
+  if (typeof selector === 'string') return pythonRegex(where, field, selector, fullMatch).matches(name);
   return selector.some((entry) => name === entry || name.endsWith(`.${entry}`));
 }
 
@@ -81,7 +79,7 @@ export function patternValue(where: string, field: string, pattern: Pattern | un
   if (pattern == null) return fallback;
   const entries = Array.isArray(pattern) ? (pattern as ReadonlyArray<readonly [string, number]>) : Object.entries(pattern);
   for (const [key, value] of entries) {
-    if (pythonRegex(where, `${field} key`, key, suffixAtDot).test(name)) return value;
+    if (pythonRegex(where, `${field} key`, key, suffixAtDot).matches(name)) return value;
   }
   return fallback;
 }
@@ -147,13 +145,16 @@ export function resolveRoles(where: string, names: readonly string[], spec: Targ
  * also match another module.
  */
 export function exactPattern(names: readonly string[], values: readonly number[], fallback: number): Record<string, number> {
-  const out: Record<string, number> = {};
+  const entries: Array<[string, number]> = [];
   names.forEach((name, i) => {
     if (values[i] === fallback) return;
     const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-    const plainMatchesOthers = names.some((other, j) => j !== i && new RegExp(suffixAtDot(escaped)).test(other));
-    out[plainMatchesOthers ? `^${escaped}` : escaped] = values[i];
+    const plain = compilePythonPattern(suffixAtDot(escaped));
+    const plainMatchesOthers = names.some((other, j) => j !== i && plain.matches(other));
+    entries.push([plainMatchesOthers ? `^${escaped}` : escaped, values[i]]);
   });
+  // Object.fromEntries defines own properties, so even a layer named "__proto__" is a key.
+  const out: Record<string, number> = Object.fromEntries(entries);
   // The keys are tried in order by PEFT: check the result resolves to exactly the values.
   names.forEach((name, i) => {
     const got = patternValue('exactPattern', 'pattern', out, name, fallback);

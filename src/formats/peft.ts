@@ -6,7 +6,7 @@ import { describe } from '../util/validate.js';
 import { type WarningHandler, warn } from '../util/warnings.js';
 import { VERSION } from '../version.js';
 import { parseOrderedJson } from './ordered-json.js';
-import { type EncodableTensor, type EncodeDtype, type SafetensorsContent, decodeSafetensors, encodeSafetensors } from './safetensors.js';
+import { type EncodableTensor, type EncodeDtype, type SafetensorsContent, decodeSafetensors, encodeSafetensors, floatToHalf } from './safetensors.js';
 import { sha256Hex } from './sha256.js';
 
 /**
@@ -80,6 +80,8 @@ export const PEFT_METADATA = {
 } as const;
 
 const KEY_ROOT = 'base_model.model.';
+/** The largest finite float16 (values up to 65519.99… round to it). */
+const F16_MAX = 65504;
 const keyA = (module: string) => `${KEY_ROOT}${module}.lora_A.weight`;
 const keyB = (module: string) => `${KEY_ROOT}${module}.lora_B.weight`;
 const keyWeight = (module: string) => `${KEY_ROOT}${module}.weight`;
@@ -150,8 +152,16 @@ export function serializeAdapter(model: LoRAMLP, options: SaveAdapterOptions | s
   const tensors: Record<string, EncodableTensor> = {};
   const put = (key: string, t: tf.Tensor, transpose: boolean) => {
     const v = transpose ? tf.transpose(t) : t;
-    tensors[key] = { shape: v.shape, data: v.dataSync() as Float32Array, dtype };
+    const data = v.dataSync() as Float32Array;
     if (transpose) v.dispose();
+    // Never write a file that loadAdapter (or PEFT's float16 model) would refuse or misread.
+    let peak = 0;
+    for (const x of data) {
+      if (!Number.isFinite(x)) throw new Error(`${where}: ${key.slice(KEY_ROOT.length)} of adapter ${describe(name)} holds ${x}; a file must hold finite values`);
+      peak = Math.max(peak, Math.abs(x));
+    }
+    if (dtype === 'F16' && (floatToHalf(peak) & 0x7fff) === 0x7c00) throw new Error(`${where}: ${key.slice(KEY_ROOT.length)} of adapter ${describe(name)} holds |values| up to ${peak}, beyond float16's ${F16_MAX}; save as "F32" or "BF16"`);
+    tensors[key] = { shape: v.shape, data, dtype };
   };
   for (const i of lora) {
     const a = model.layers[i].adapter(name);
@@ -246,6 +256,8 @@ export function prepareAdapter(model: LoRAMLP, adapter: { weights: Uint8Array; c
   if (typeof name !== 'string' || name === '') throw new AdapterLoadError(`adapterName = ${describe(name)} is invalid; expected a non-empty string`);
   const prefix = checkPrefix('loadAdapter', options.prefix, (m) => new AdapterLoadError(m));
   const onWarning = options.onWarning;
+  if (onWarning !== undefined && typeof onWarning !== 'function') throw new AdapterLoadError(`onWarning = ${describe(onWarning)} is invalid; expected a function`);
+  if (options.verifyPair !== undefined && typeof options.verifyPair !== 'boolean') throw new AdapterLoadError(`verifyPair = ${describe(options.verifyPair)} is invalid; expected a boolean`);
   const replaces = model.adapterNames().includes(name);
   if (replaces && model.mergedAdapter === name) throw new AdapterLoadError(`adapter ${describe(name)} is merged; call unmerge() before replacing it`);
 
@@ -519,7 +531,8 @@ function checkBaseLayers(model: LoRAMLP, torchNames: readonly string[], recorded
   });
   const foreign = Object.keys(sizes).filter((n) => !torchNames.includes(n));
   if (foreign.length > 0 && foreign.length === Object.keys(sizes).length) {
-    throw new AdapterLoadError(`the adapter was made for a model with layers ${describe(Object.keys(sizes).slice(0, 20))}, but this model's layers are ${describe([...torchNames])}${prefixHint(Object.keys(sizes).map((n) => `${KEY_ROOT}${n}.x`), torchNames, '')}`);
+    const hint = prefixHint(Object.keys(sizes).map((n) => `${KEY_ROOT}${n}.x`), torchNames, '');
+    throw new AdapterLoadError(`the adapter was made for a model with layers ${describe(Object.keys(sizes).slice(0, 20))}, but this model's layers are ${describe([...torchNames])}${hint === '' ? '' : `; ${hint}`}`);
   }
 }
 

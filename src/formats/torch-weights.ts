@@ -7,7 +7,9 @@ import { describe, invalid } from '../util/validate.js';
 /**
  * Base networks as PyTorch saves them (`safetensors.torch.save_file(model.state_dict())`):
  * a stack of `nn.Linear` layers, each `<name>.weight [out, in]` (+ `<name>.bias [out]`),
- * ReLU between them. Named as the reference's `SimpleLinearModel` (`fc1`, `fc2`, …), as an
+ * ReLU between them. A state dict holds no activations: that they are ReLUs is assumed
+ * (as in the reference's model), and two `nn.Sequential` Linear layers with no module
+ * between them are refused. Named as the reference's `SimpleLinearModel` (`fc1`, `fc2`, …), as an
  * `nn.Sequential` (`0`, `2`, `4`, … with the activations between), or nested in a larger
  * model (`mlp.fc1`, …). The layers keep those names, which adapter files use.
  */
@@ -109,7 +111,15 @@ function inferOrder(names: string[], prefix: string): string[] {
     });
     return sorted.map((n) => `fc${n}`);
   }
-  if (names.every((n) => /^(0|[1-9]\d*)$/.test(n))) return names.map(Number).sort((a, b) => a - b).map(String);
+  if (names.every((n) => /^(0|[1-9]\d*)$/.test(n))) {
+    const order = names.map(Number).sort((a, b) => a - b);
+    // An MLP has a ReLU between layers; in an nn.Sequential that is a module between them.
+    const adjacent = order.findIndex((n, i) => i > 0 && n === order[i - 1] + 1);
+    if (adjacent > 0) {
+      invalid(WHERE, 'layer names', order.map((j) => `${prefix}${j}`), `nn.Sequential indices with a module between consecutive Linear layers (${prefix}${order[adjacent - 1]} and ${prefix}${order[adjacent]} are adjacent, so nothing sits between them; lora-tfjs's MLP puts a ReLU there)`);
+    }
+    return order.map(String);
+  }
   // Nested one level further (e.g. "mlp.fc1" with no prefix given): say which prefix to pass.
   const parents = new Set(names.map((n) => n.slice(0, n.lastIndexOf('.') + 1)));
   const hint = parents.size === 1 && !parents.has('') ? `; these look nested: pass { prefix: ${JSON.stringify(prefix + [...parents][0])} }` : '';

@@ -71,7 +71,7 @@ export function saveAdapters(model: LoRAMLP, dir: string, options: SaveAdaptersO
   }
   for (const n of names) {
     if (typeof n !== 'string' || !isFolderName(n)) {
-      throw new Error(`${where}: adapter name ${JSON.stringify(n)} cannot be a folder name; expected letters, digits, "_", "-" or "." (not starting with ".")`);
+      throw new Error(`${where}: adapter name ${JSON.stringify(n)} cannot be a folder name; expected a name without / \\ : * ? " < > | or NUL, not starting with "." or with spaces at either end`);
     }
   }
   const serialized = names.map((n) => ({ name: n, adapter: serializeAdapter(model, { adapterName: n, prefix: options.prefix, dtype: options.dtype }) }));
@@ -162,24 +162,42 @@ function read(path: string, max: number): Uint8Array | null {
   }
 }
 
-/** `dir` itself (as `default`) and its subfolders, each when it holds an adapter config. */
+/**
+ * `dir` itself (as `default`) and its subfolders (named after them, whatever their names),
+ * each when it holds an adapter. A folder with only one of the two files is an error, not
+ * skipped: it is an interrupted save or a partial copy, and skipping it would load less than
+ * the folder holds without a word.
+ */
 function listAdapterFolders(dir: string): Array<{ name: string; path: string }> {
   const out: Array<{ name: string; path: string }> = [];
-  if (statKind(join(dir, ADAPTER_CONFIG)) === 'file') out.push({ name: 'default', path: dir });
+  const consider = (name: string, path: string) => {
+    const hasConfig = statKind(join(path, ADAPTER_CONFIG)) !== null;
+    const hasWeights = statKind(join(path, ADAPTER_WEIGHTS)) !== null || statKind(join(path, PICKLED_WEIGHTS)) !== null;
+    if (hasConfig && hasWeights) out.push({ name, path });
+    else if (hasConfig || hasWeights) {
+      throw new AdapterLoadError(`${path} holds ${hasConfig ? ADAPTER_CONFIG : ADAPTER_WEIGHTS} without ${hasConfig ? ADAPTER_WEIGHTS : ADAPTER_CONFIG} (an interrupted save or a partial copy?); complete or remove it`);
+    }
+  };
+  consider('default', dir);
   let entries: string[];
   try {
     entries = readdirSync(dir).sort();
-  } catch {
-    return out;
+  } catch (err) {
+    throw new AdapterLoadError(`cannot list ${dir}: ${(err as Error).message}`);
   }
   for (const e of entries) {
-    if (!isFolderName(e) || e === 'default') continue;
     const path = join(dir, e);
-    if (statKind(path) === 'folder' && statKind(join(path, ADAPTER_CONFIG)) === 'file') out.push({ name: e, path });
+    if (statKind(path) !== 'folder') continue;
+    if (e === 'default' && out.some((f) => f.name === 'default')) {
+      if (statKind(join(path, ADAPTER_CONFIG)) !== null) throw new AdapterLoadError(`${dir} holds an adapter and a subfolder "default" with another one; which is "default" is ambiguous: rename one`);
+      continue;
+    }
+    consider(e, path);
   }
   return out;
 }
 
+/** A name usable as one folder on every platform: no separators, not hidden, not "." or "..". */
 function isFolderName(name: string): boolean {
-  return /^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$/.test(name) && name !== '.' && name !== '..';
+  return name.length > 0 && name.length <= 255 && !/[/\\\0:*?"<>|]/.test(name) && !name.startsWith('.') && name.trim() === name;
 }

@@ -5,6 +5,7 @@ merged and unmerged, plus every warning PEFT raised. Kept in one process so torc
 are imported once for the whole suite."""
 
 import contextlib
+import math
 import json
 import logging
 import os
@@ -175,7 +176,8 @@ def op_load_ours(req):
 
 def op_round(req):
     t = torch.tensor(req["values"], dtype=torch.float32).to(DTYPES[req["dtype"]]).to(torch.float32)
-    return {"values": t.tolist()}
+    # JSON has no inf or nan: send those as the strings "inf", "-inf", "nan".
+    return {"values": [v if math.isfinite(v) else str(v) for v in t.tolist()]}
 
 
 def op_versions(_req):
