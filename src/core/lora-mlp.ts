@@ -116,10 +116,8 @@ export class LoRAMLP implements Model {
   static fromBase(base: MLP, options: FromBaseOptions = {}): LoRAMLP {
     if (!(base instanceof MLP)) invalid('LoRAMLP.fromBase', 'base', base, 'an MLP');
     if (options === null || typeof options !== 'object') invalid('LoRAMLP.fromBase', 'options', options, 'an options object');
-    const { baseInit: _ignored, names: _names, weights: _weights, ...adapter } = options as LoRAMLPOptions;
-    void _ignored, _names, _weights;
     return new LoRAMLP(base.dims, {
-      ...adapter,
+      ...options,
       names: base.names,
       weights: base.layers.map((d) => ({ weight: d.W, bias: d.b })),
     });

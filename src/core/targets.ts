@@ -43,13 +43,21 @@ export const ALL_LINEAR = 'all-linear';
  */
 export function pythonRegex(where: string, field: string, pattern: string, wrap: (source: string) => string): Matcher {
   if (typeof pattern !== 'string') invalid(where, field, pattern, 'a string (a Python regular expression)');
+  const source = wrap(pattern);
+  const cached = compiled.get(source);
+  if (cached !== undefined) return cached;
   try {
-    return compilePythonPattern(wrap(pattern));
+    const matcher = compilePythonPattern(source);
+    if (compiled.size >= 256) compiled.clear(); // patterns are matched against every layer: compile each once
+    compiled.set(source, matcher);
+    return matcher;
   } catch (err) {
     if (!(err instanceof PatternError)) throw err;
     return invalid(where, field, pattern, `a regular expression lora-tfjs can match (${err.message})`);
   }
 }
+
+const compiled = new Map<string, Matcher>();
 
 // PEFT: re.fullmatch(target_modules, key), and re.match(rf"(.*\.)?({key})$", name) for patterns.
 const fullMatch = (s: string): string => s;

@@ -293,16 +293,16 @@ export function prepareAdapter(model: LoRAMLP, adapter: { weights: Uint8Array; c
   const alphas = torchNames.map((n) => patternValue('adapter_config.json', 'alpha_pattern', config.alphaPattern, n, config.alpha));
 
   // Every key the plan needs, and nothing else.
-  const expected = new Map<string, number[]>();
+  const expected = new Map<string, { shape: number[]; layer: number }>();
   roles.forEach((role, i) => {
     const layer = model.layers[i];
     const n = torchNames[i];
     if (role === 'lora') {
-      expected.set(keyA(n), [ranks[i], layer.inFeatures]);
-      expected.set(keyB(n), [layer.outFeatures, ranks[i]]);
+      expected.set(keyA(n), { shape: [ranks[i], layer.inFeatures], layer: i });
+      expected.set(keyB(n), { shape: [layer.outFeatures, ranks[i]], layer: i });
     } else if (role === 'full') {
-      expected.set(keyWeight(n), [layer.outFeatures, layer.inFeatures]);
-      if (layer.bias !== undefined) expected.set(keyBias(n), [layer.outFeatures]);
+      expected.set(keyWeight(n), { shape: [layer.outFeatures, layer.inFeatures], layer: i });
+      if (layer.bias !== undefined) expected.set(keyBias(n), { shape: [layer.outFeatures], layer: i });
     }
   });
   const present = [...content.tensors.keys()];
@@ -319,10 +319,9 @@ export function prepareAdapter(model: LoRAMLP, adapter: { weights: Uint8Array; c
         .join('; '),
     );
   }
-  for (const [key, shape] of expected) {
+  for (const [key, { shape, layer: i }] of expected) {
     const t = content.tensors.get(key)!;
     if (t.shape.join() !== shape.join()) {
-      const i = torchNames.findIndex((n) => key.startsWith(`${KEY_ROOT}${n}.`) && !torchNames.some((m) => m.length > n.length && key.startsWith(`${KEY_ROOT}${m}.`)));
       const layer = model.layers[i];
       const at = roles[i] === 'lora' ? ` at r = ${ranks[i]}` : '';
       throw new AdapterLoadError(`${key.slice(KEY_ROOT.length)} has shape [${t.shape.join(', ')}] but the model's ${torchNames[i]} (${layer.inFeatures} → ${layer.outFeatures})${at} needs [${shape.join(', ')}]`);
