@@ -119,6 +119,7 @@ export {
   saveAdapters,
 } from './node/adapter-files.js';
 export { FileError } from './node/safe-files.js';
+export { fileSystem, registerFileHandler } from './node/file-handler.js';
 export { type TorchMLPReadOptions, type TorchMLPWriteOptions, mlpFromTorchSafetensors, mlpToTorchSafetensors } from './formats/torch-weights.js';
 export { type CombineOptions, type CombineResult, type WeightedAdapter, combineAdapters } from './core/combine.js';
 export { type RowGroups, groupRows } from './core/mixed-batch.js';
