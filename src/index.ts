@@ -2,6 +2,7 @@
  * lora-tfjs: LoRA (low-rank adaptation) for TensorFlow.js.
  *
  * Folders: `core/` (adapters, the layer and its forward math, the models, training),
+ * `layers/` (LoRA for tfjs Layers models: Dense, Embedding, Conv2D; addLoRA, merge),
  * `runtime/` (backends), `formats/` (safetensors, PEFT, PyTorch weights: bytes only),
  * `node/` (files on disk), `notebook/` (display, figures, records), `util/`.
  */
@@ -22,6 +23,24 @@ export {
 export { type FrozenLinear, type GradientPath, type LowRankTerm, linearForward, resolveGradientPath } from './core/lora-forward.js';
 export { type AdapterKind, type ForwardOptions, type LoRALinearOptions, LoRALinear, deltaWeight } from './core/lora-linear.js';
 export { Dense, denseForward } from './core/dense.js';
+// LoRA for any tfjs Layers model (the layer classes register themselves for model.json).
+export { type ActiveFactors, type CallKwargs, type LayerAdapterSpec, type LoRALayerArgs, type SerializedLayer, LoRALayer } from './layers/lora-layer.js';
+export { LoRADense } from './layers/lora-dense.js';
+export { LoRAEmbedding } from './layers/lora-embedding.js';
+export { LoRAConv2D } from './layers/lora-conv2d.js';
+export {
+  type LayersLoRAConfig,
+  activeAdapter,
+  addAdapter,
+  addLoRA,
+  adapterNames,
+  deleteAdapter,
+  layersParameterCounts,
+  loraLayers,
+  setActiveAdapter,
+} from './layers/add-lora.js';
+export { type MergeOptions, mergeAndUnload, unload } from './layers/merge.js';
+export { type ModelLayer, modelLayers } from './layers/model-graph.js';
 export { MLP, type MLPOptions } from './core/mlp.js';
 export { type AdapterInitial, type AdapterOptions, type FromBaseOptions, type LayerPlan, LoRAMLP, type LoRAMLPOptions, planAdapter } from './core/lora-mlp.js';
 export {

@@ -1,0 +1,256 @@
+import * as tfl from '@tensorflow/tfjs-layers';
+import { type LoRAConfig, resolveLoRAConfig } from '../core/lora-adapter.js';
+import type { ParameterCounts } from '../core/params.js';
+import { type ModuleRole, type TargetSpec, patternValue, resolveRoles } from '../core/targets.js';
+import { describe } from '../util/validate.js';
+import { warn } from '../util/warnings.js';
+import { type LayerAdapterSpec, LoRALayer, checkAdapterName } from './lora-layer.js';
+import { LoRAConv2D } from './lora-conv2d.js';
+import { LoRADense } from './lora-dense.js';
+import { LoRAEmbedding } from './lora-embedding.js';
+import { type LayerEntry, checkModel, copyWeights, editConfig, modelFromConfig, modelLayers, refreshTrainableWeights } from './model-graph.js';
+
+/**
+ * LoRA for any tfjs Layers model, in one place (PEFT's `LoraModel`): which layers a config
+ * targets, replacing them by LoRA layers in a rebuilt model, and the model-wide adapter
+ * operations (add, switch, disable, delete, count).
+ */
+
+/** `addLoRA`'s config: PEFT's `LoraConfig` vocabulary, camelCase. */
+export interface LayersLoRAConfig extends LoRAConfig, TargetSpec {
+  /** Name of the adapter (default `"default"`, as PEFT). */
+  adapterName?: string;
+}
+
+/** The LoRA layer class for each standard layer class lora-tfjs adapts. */
+const LORA_CLASS: Readonly<Record<string, string>> = {
+  Dense: LoRADense.className,
+  Embedding: LoRAEmbedding.className,
+  Conv2D: LoRAConv2D.className,
+};
+
+/** The standard class a layer is, or wraps. */
+function baseClassOf(layer: tfl.layers.Layer): string {
+  return layer instanceof LoRALayer ? layer.baseLayer().className : layer.getClassName();
+}
+
+/** Layer paths and what `config` makes of each, checked before anything changes. */
+interface Plan {
+  adapterName: string;
+  specs: Map<string, LayerAdapterSpec>;
+}
+
+function plan(where: string, model: tfl.LayersModel, config: LayersLoRAConfig): Plan {
+  if (config === null || typeof config !== 'object') throw new Error(`${where}: config = ${describe(config)} is invalid; expected an options object`);
+  const adapterName = checkAdapterName(where, config.adapterName ?? 'default');
+  const resolved = resolveLoRAConfig(where, config);
+  const leaves = modelLayers(model);
+  const names = leaves.map((l) => l.path);
+  const roles: ModuleRole[] = resolveRoles(where, names, config, (name) => baseClassOf(leaves[names.indexOf(name)].layer) === 'Dense');
+  const specs = new Map<string, LayerAdapterSpec>();
+  let index = 0;
+  leaves.forEach(({ path, layer }, i) => {
+    const role = roles[i];
+    if (role === null) return;
+    const cls = baseClassOf(layer);
+    if (LORA_CLASS[cls] === undefined) {
+      const field = role === 'full' ? 'modulesToSave' : 'targetModules';
+      throw new Error(`${where}: ${field} selects layer ${describe(path)}, a ${cls}; lora-tfjs adapts ${Object.keys(LORA_CLASS).join(', ')} layers`);
+    }
+    const format = (layer instanceof LoRALayer ? layer.baseLayer().config.dataFormat : (layer as unknown as { dataFormat?: string }).dataFormat) as string | undefined;
+    if (cls === 'Conv2D' && format === 'channelsFirst') {
+      // Checked here, not only when the layer builds: a failed rebuild would leak its weights.
+      throw new Error(`${where}: layer ${describe(path)} has dataFormat = "channelsFirst", which is not supported; expected "channelsLast" (tfjs runs convolutions in NHWC)`);
+    }
+    if (layer instanceof LoRALayer && layer.adapterNames().includes(adapterName)) {
+      throw new Error(`${where}: layer ${describe(path)} already has an adapter named ${describe(adapterName)}; choose another adapterName or delete it first`);
+    }
+    if (role === 'full') {
+      specs.set(path, { name: adapterName, kind: 'full' });
+      return;
+    }
+    const rank = patternValue(where, 'rankPattern', config.rankPattern, path, resolved.rank);
+    const alpha = patternValue(where, 'alphaPattern', config.alphaPattern, path, resolved.alpha);
+    // Each layer's A gets its own seed, so two same-shaped layers do not start identical.
+    const layerConfig = resolveLoRAConfig(`${where} (layer ${path})`, { ...resolved, rank, alpha, seed: resolved.seed + index++ });
+    const [inFeatures, outFeatures] = fanInOut(layer, cls);
+    if (rank > Math.min(inFeatures, outFeatures)) {
+      warn(`${where}: rank ${rank} on layer ${path} (${inFeatures} → ${outFeatures}) exceeds min(in, out) = ${Math.min(inFeatures, outFeatures)}; it adds parameters but no capacity`);
+    }
+    specs.set(path, { name: adapterName, kind: 'lora', ...layerConfig });
+  });
+  return { adapterName, specs };
+}
+
+function fanInOut(layer: tfl.layers.Layer, cls: string): [number, number] {
+  const shape = kernelShape(layer);
+  if (cls === 'Conv2D') return [shape[0] * shape[1] * shape[2], shape[3]];
+  return [shape[0], shape[1]];
+}
+
+function kernelShape(layer: tfl.layers.Layer): number[] {
+  if (layer instanceof LoRALayer) return layer.kernelShape();
+  const fields = layer as unknown as { kernel?: tfl.LayerVariable; embeddings?: tfl.LayerVariable };
+  return (fields.kernel ?? fields.embeddings)?.shape as number[];
+}
+
+/** Original `trainable` flags of the layers of adapted models, restored by `unload`. */
+const originalTrainable = new WeakMap<tfl.LayersModel, ReadonlyMap<string, boolean>>();
+
+/** The flags a layer had before lora-tfjs froze it (true when unknown, e.g. after a reload). */
+export function originalTrainableFlags(model: tfl.LayersModel): ReadonlyMap<string, boolean> {
+  return originalTrainable.get(model) ?? new Map();
+}
+
+/**
+ * A new model whose targeted layers carry a LoRA adapter (or, for `modulesToSave`, a full
+ * trainable copy); every other weight is frozen. The input model is left as it was: the
+ * new one shares its weight buffers until training replaces them.
+ *
+ * On a model that already has adapters, the new adapter is added beside them (the active
+ * adapter does not change); layers newly targeted are converted.
+ *
+ * @example
+ * const lora = addLoRA(model, { targetModules: ['dense_1', 'dense_2'], rank: 8, alpha: 16 });
+ * lora.compile({ optimizer: tf.train.adam(1e-3), loss: 'meanSquaredError' });
+ * await lora.fit(x, y, { epochs: 5 });
+ */
+export function addLoRA(model: tfl.LayersModel, config: LayersLoRAConfig): tfl.LayersModel {
+  const where = 'addLoRA';
+  checkModel(where, model);
+  const { adapterName, specs } = plan(where, model, config);
+  const before = new Map(modelLayers(model).map(({ path, layer }) => [path, layer]));
+  const active = activeAdapter(model);
+  const flags = new Map(originalTrainableFlags(model));
+
+  const edited = editConfig(model.getConfig(), (path, entry): LayerEntry => {
+    const layer = before.get(path);
+    if (layer !== undefined && !flags.has(path)) flags.set(path, layer.trainable);
+    const spec = specs.get(path);
+    if (entry.className in LORA_CLASS_NAMES) {
+      if (spec === undefined) return entry;
+      const adapters = [...(entry.config.adapters as unknown as LayerAdapterSpec[]), spec];
+      return { ...entry, config: { ...entry.config, adapters: adapters as never } };
+    }
+    if (spec === undefined) return { ...entry, config: { ...entry.config, trainable: false } };
+    const { name, trainable: _t, batchInputShape, ...rest } = entry.config;
+    void _t;
+    return {
+      ...entry,
+      className: LORA_CLASS[entry.className],
+      config: {
+        name,
+        trainable: true,
+        ...(batchInputShape != null ? { batchInputShape } : {}),
+        base: { className: entry.className, config: { ...rest, name } } as never,
+        adapters: [spec] as never,
+        // A layer new to a model whose adapter `active` it lacks runs its base.
+        activeAdapter: active === null || active === adapterName ? adapterName : null,
+      },
+    };
+  });
+  const adapted = modelFromConfig(model, edited);
+  for (const { path, layer } of modelLayers(adapted)) {
+    const old = before.get(path);
+    if (old === undefined) throw new Error(`internal error: the rebuilt model has a layer ${path} the original lacks`);
+    copyWeights(old, layer);
+  }
+  originalTrainable.set(adapted, flags);
+  return adapted;
+}
+
+const LORA_CLASS_NAMES: Readonly<Record<string, true>> = Object.fromEntries(Object.values(LORA_CLASS).map((c) => [c, true]));
+
+/** The LoRA layers of a model, with their paths. */
+export function loraLayers(model: tfl.LayersModel): Array<{ path: string; layer: LoRALayer }> {
+  return modelLayers(model).flatMap(({ path, layer }) => (layer instanceof LoRALayer ? [{ path, layer }] : []));
+}
+
+function checkAdapted(where: string, model: unknown): Array<{ path: string; layer: LoRALayer }> {
+  const layers = loraLayers(checkModel(where, model));
+  if (layers.length === 0) throw new Error(`${where}: the model has no LoRA layers; create them with addLoRA(model, config)`);
+  return layers;
+}
+
+/** Every adapter name in the model, in the order first seen. */
+export function adapterNames(model: tfl.LayersModel): string[] {
+  const names = new Set<string>();
+  for (const { layer } of checkAdapted('adapterNames', model)) for (const n of layer.adapterNames()) names.add(n);
+  return [...names];
+}
+
+/** The adapter the model runs and trains, or null when adapters are disabled (base only). */
+export function activeAdapter(model: tfl.LayersModel): string | null {
+  for (const { layer } of loraLayers(model)) if (layer.activeAdapter !== null) return layer.activeAdapter;
+  return null;
+}
+
+/**
+ * Run and train adapter `name` (layers without it run their base), or null to disable
+ * adapters. A compiled model trains the new adapter's weights at its next `fit`.
+ */
+export function setActiveAdapter(model: tfl.LayersModel, name: string | null): void {
+  const layers = checkAdapted('setActiveAdapter', model);
+  if (name !== null && !layers.some(({ layer }) => layer.adapterNames().includes(name))) {
+    throw new Error(`setActiveAdapter: name = ${describe(name)} is not an adapter of the model; it has ${describe(adapterNames(model))}`);
+  }
+  for (const { layer } of layers) layer.setActiveAdapter(name !== null && layer.adapterNames().includes(name) ? name : null);
+  refreshTrainableWeights(model);
+}
+
+/**
+ * Add an adapter to layers that are already LoRA layers (in place). To adapt layers that
+ * are not, use `addLoRA`, which returns a new model.
+ */
+export function addAdapter(model: tfl.LayersModel, config: LayersLoRAConfig): string {
+  const where = 'addAdapter';
+  checkAdapted(where, model);
+  const { adapterName, specs } = plan(where, model, config);
+  const layers = new Map(modelLayers(model).map(({ path, layer }) => [path, layer]));
+  const plain = [...specs.keys()].filter((p) => !(layers.get(p) instanceof LoRALayer));
+  if (plain.length > 0) {
+    throw new Error(`${where}: layers ${describe(plain)} are not LoRA layers yet; use addLoRA(model, config), which returns a new model with them converted`);
+  }
+  for (const [path, spec] of specs) (layers.get(path) as LoRALayer).checkNewAdapter(spec);
+  for (const [path, spec] of specs) (layers.get(path) as LoRALayer).addAdapter(spec);
+  refreshTrainableWeights(model);
+  return adapterName;
+}
+
+/** Delete adapter `name` from every layer that has it (the model runs its base if it was active). */
+export function deleteAdapter(model: tfl.LayersModel, name: string): void {
+  const layers = checkAdapted('deleteAdapter', model);
+  const holders = layers.filter(({ layer }) => layer.adapterNames().includes(name));
+  if (holders.length === 0) throw new Error(`deleteAdapter: name = ${describe(name)} is not an adapter of the model; it has ${describe(adapterNames(model))}`);
+  for (const { layer } of holders) layer.deleteAdapter(name);
+  refreshTrainableWeights(model);
+}
+
+/**
+ * Parameter counts of a Layers model: `trainable` is what `fit` updates now, `lora` every
+ * LoRA factor, `saved` every full copy (`modulesToSave`), `frozen` the rest.
+ */
+export function layersParameterCounts(model: tfl.LayersModel): ParameterCounts {
+  checkModel('layersParameterCounts', model);
+  const size = (w: tfl.LayerVariable) => (w.shape as number[]).reduce((a, b) => a * b, 1);
+  let total = 0;
+  let frozen = 0;
+  let lora = 0;
+  let saved = 0;
+  const trainable = model.trainableWeights.reduce((n, w) => n + size(w), 0);
+  for (const { layer } of modelLayers(model)) {
+    for (const w of layer.weights) total += size(w);
+    if (!(layer instanceof LoRALayer)) {
+      for (const w of layer.nonTrainableWeights) frozen += size(w);
+      continue;
+    }
+    frozen += layer.baseParameterCount();
+    for (const name of layer.adapterNames()) {
+      const n = layer.adapterVariables(name).reduce((s, w) => s + size(w), 0);
+      if (layer.adapterSpec(name).kind === 'lora') lora += n;
+      else saved += n;
+    }
+  }
+  return { total, trainable, frozen, lora, saved };
+}
+
