@@ -83,8 +83,10 @@ export {
 } from './core/params.js';
 export { Rng } from './util/random.js';
 export {
+  type MethodPoint,
   type PlotlyFigure,
   type Series,
+  accuracyVsParametersFigure,
   barFigure,
   describeFigure,
   heatmapFigure,
@@ -94,6 +96,7 @@ export {
 } from './notebook/plot.js';
 export { type DisplayBundle, type PlotlyBundleOptions, displayBundle, plotlyBundle, plotlySource, showPlot } from './notebook/display.js';
 export { type RecordedValue, type Tolerance, record } from './notebook/record.js';
+export { DIGITS_PIXELS, DIGITS_SIDE, DIGITS_TRANSFORMS, type Digits, type DigitsTransform, accuracy, asciiDigit, classCounts, defaultDigitsPath, digitsSubset, digitsTensors, loadDigits, parseDigitsCsv, splitIndices, transformImages } from './notebook/digits.js';
 export { type Timing, summarize, timeIt } from './util/timing.js';
 export { maxAbsDiff, norm, sample } from './util/metrics.js';
 export {
@@ -125,6 +128,15 @@ export {
   prepareAdapter,
   serializeAdapter,
 } from './formats/peft.js';
+export {
+  type PreparedLayersAdapter,
+  commitLayersAdapter,
+  deserializeLayersAdapter,
+  deserializeLoRAModel,
+  disposePreparedLayers,
+  prepareLayersAdapter,
+  serializeLayersAdapter,
+} from './formats/peft-layers.js';
 export { sha256Hex } from './formats/sha256.js';
 export {
   ADAPTER_CONFIG,
@@ -134,6 +146,7 @@ export {
   type SaveAdaptersOptions,
   loadAdapter,
   loadAdapters,
+  loadLoRAModel,
   saveAdapter,
   saveAdapters,
 } from './node/adapter-files.js';

@@ -79,7 +79,7 @@ export const PEFT_METADATA = {
   configDigest: 'lora_tfjs_config_sha256',
 } as const;
 
-const KEY_ROOT = 'base_model.model.';
+export const KEY_ROOT = 'base_model.model.';
 /** The largest finite float16 (values up to 65519.99… round to it). */
 const F16_MAX = 65504;
 const keyA = (module: string) => `${KEY_ROOT}${module}.lora_A.weight`;
@@ -150,61 +150,79 @@ export function serializeAdapter(model: LoRAMLP, options: SaveAdapterOptions | s
   const loraNames = lora.map((i) => torchNames[i]);
 
   const tensors: Record<string, EncodableTensor> = {};
-  const put = (key: string, t: tf.Tensor, transpose: boolean) => {
-    const v = transpose ? tf.transpose(t) : t;
-    const data = v.dataSync() as Float32Array;
-    if (transpose) v.dispose();
-    // Never write a file that loadAdapter (or PEFT's float16 model) would refuse or misread.
-    let peak = 0;
-    for (const x of data) {
-      if (!Number.isFinite(x)) throw new Error(`${where}: ${key.slice(KEY_ROOT.length)} of adapter ${describe(name)} holds ${x}; a file must hold finite values`);
-      peak = Math.max(peak, Math.abs(x));
-    }
-    if (dtype === 'F16' && (floatToHalf(peak) & 0x7fff) === 0x7c00) throw new Error(`${where}: ${key.slice(KEY_ROOT.length)} of adapter ${describe(name)} holds |values| up to ${peak}, beyond float16's ${F16_MAX}; save as "F32" or "BF16"`);
-    tensors[key] = { shape: v.shape, data, dtype };
-  };
+  const put = tensorWriter(where, name, dtype, tensors);
   for (const i of lora) {
     const a = model.layers[i].adapter(name);
-    put(keyA(torchNames[i]), a.A, true);
-    put(keyB(torchNames[i]), a.B, true);
+    put(keyA(torchNames[i]), a.A, [1, 0]);
+    put(keyB(torchNames[i]), a.B, [1, 0]);
   }
   for (const i of full) {
     const f = model.layers[i].fullAdapter(name);
-    put(keyWeight(torchNames[i]), f.weight, true);
-    if (f.bias !== undefined) put(keyBias(torchNames[i]), f.bias, false);
+    put(keyWeight(torchNames[i]), f.weight, [1, 0]);
+    if (f.bias !== undefined) put(keyBias(torchNames[i]), f.bias);
   }
-  const config: PeftLoraConfig = {
+  const config = peftConfig({ r, alpha, dropout: configs[0].dropout, useRsLora: configs[0].useRsLora, targets: loraNames, ranks, alphas, modulesToSave: full.map((i) => torchNames[i]) });
+  const layers = Object.fromEntries(model.layers.map((l, i) => [torchNames[i], [l.inFeatures, l.outFeatures]]));
+  return { weights: adapterWeights(tensors, config, layers, name), config };
+}
+
+
+/**
+ * A writer of float tensors into `tensors` in PyTorch's layout (`perm` transposes first),
+ * refusing what `loadAdapter` (or PEFT's float16 model) would refuse or misread.
+ */
+export function tensorWriter(where: string, adapterName: string, dtype: EncodeDtype, tensors: Record<string, EncodableTensor>): (key: string, t: tf.Tensor, perm?: number[], shape?: number[]) => void {
+  return (key, t, perm, shape) => {
+    const v = perm === undefined ? t : tf.transpose(t, perm);
+    const data = v.dataSync() as Float32Array;
+    const outShape = shape ?? v.shape;
+    if (v !== t) v.dispose();
+    let peak = 0;
+    for (const x of data) {
+      if (!Number.isFinite(x)) throw new Error(`${where}: ${key.slice(KEY_ROOT.length)} of adapter ${describe(adapterName)} holds ${x}; a file must hold finite values`);
+      peak = Math.max(peak, Math.abs(x));
+    }
+    if (dtype === 'F16' && (floatToHalf(peak) & 0x7fff) === 0x7c00) throw new Error(`${where}: ${key.slice(KEY_ROOT.length)} of adapter ${describe(adapterName)} holds |values| up to ${peak}, beyond float16's ${F16_MAX}; save as "F32" or "BF16"`);
+    tensors[key] = { shape: outShape, data, dtype };
+  };
+}
+
+/** The `adapter_config.json` lora-tfjs writes: PEFT's fields, per-layer values as exact patterns. */
+export function peftConfig(f: { r: number; alpha: number; dropout: number; useRsLora: boolean; targets: string[]; ranks: number[]; alphas: number[]; modulesToSave: string[] }): PeftLoraConfig {
+  return {
     peft_type: 'LORA',
     task_type: null,
     base_model_name_or_path: null,
     revision: null,
     inference_mode: true,
-    r,
-    target_modules: loraNames,
+    r: f.r,
+    target_modules: f.targets,
     exclude_modules: null,
-    lora_alpha: alpha,
-    lora_dropout: configs[0].dropout,
+    lora_alpha: f.alpha,
+    lora_dropout: f.dropout,
     fan_in_fan_out: false,
     bias: 'none',
-    use_rslora: configs[0].useRsLora,
-    modules_to_save: full.length > 0 ? full.map((i) => torchNames[i]) : null,
+    use_rslora: f.useRsLora,
+    modules_to_save: f.modulesToSave.length > 0 ? f.modulesToSave : null,
     init_lora_weights: true,
     layers_to_transform: null,
     layers_pattern: null,
-    rank_pattern: exactPattern(loraNames, ranks, r),
-    alpha_pattern: exactPattern(loraNames, alphas, alpha),
+    rank_pattern: exactPattern(f.targets, f.ranks, f.r),
+    alpha_pattern: exactPattern(f.targets, f.alphas, f.alpha),
     use_dora: false,
     lora_bias: false,
   };
-  const layers = Object.fromEntries(model.layers.map((l, i) => [torchNames[i], [l.inFeatures, l.outFeatures]]));
-  const weights = encodeSafetensors(tensors, {
+}
+
+/** The weights file's bytes with lora-tfjs's metadata (base sizes, version, config digest). */
+export function adapterWeights(tensors: Record<string, EncodableTensor>, config: PeftLoraConfig, layers: Record<string, number[]>, name: string): Uint8Array {
+  return encodeSafetensors(tensors, {
     format: 'pt',
     [PEFT_METADATA.version]: VERSION,
     [PEFT_METADATA.layers]: JSON.stringify(layers),
     [PEFT_METADATA.adapterName]: name,
     [PEFT_METADATA.configDigest]: sha256Hex(canonicalJson(config)),
   });
-  return { weights, config };
 }
 
 // ---- loading -------------------------------------------------------------------------------
@@ -250,35 +268,9 @@ export function disposePrepared(prepared: PreparedAdapter): void {
  * nothing: every refusal happens here, with a message naming the field, key or file.
  */
 export function prepareAdapter(model: LoRAMLP, adapter: { weights: Uint8Array; config: unknown }, options: LoadAdapterOptions = {}): PreparedAdapter {
-  if (options === null || typeof options !== 'object') throw new AdapterLoadError(`options = ${describe(options)} is invalid; expected an options object`);
-  if (adapter === null || typeof adapter !== 'object') throw new AdapterLoadError(`adapter = ${describe(adapter)} is invalid; expected { weights, config }`);
-  const name = options.adapterName ?? 'default';
-  if (typeof name !== 'string' || name === '') throw new AdapterLoadError(`adapterName = ${describe(name)} is invalid; expected a non-empty string`);
-  const prefix = checkPrefix('loadAdapter', options.prefix, (m) => new AdapterLoadError(m));
-  const onWarning = options.onWarning;
-  if (onWarning !== undefined && typeof onWarning !== 'function') throw new AdapterLoadError(`onWarning = ${describe(onWarning)} is invalid; expected a function`);
-  if (options.verifyPair !== undefined && typeof options.verifyPair !== 'boolean') throw new AdapterLoadError(`verifyPair = ${describe(options.verifyPair)} is invalid; expected a boolean`);
+  const { name, prefix, config, content } = readAdapter(adapter, options);
   const replaces = model.adapterNames().includes(name);
   if (replaces && model.mergedAdapter === name) throw new AdapterLoadError(`adapter ${describe(name)} is merged; call unmerge() before replacing it`);
-
-  const config = checkConfig(adapter.config, (m) => warn(m, onWarning));
-  let content: SafetensorsContent;
-  try {
-    content = decodeSafetensors(adapter.weights);
-  } catch (err) {
-    throw new AdapterLoadError(`adapter_model.safetensors: ${(err as Error).message}`);
-  }
-  const recorded = content.metadata[PEFT_METADATA.configDigest];
-  if (recorded !== undefined && options.verifyPair !== false) {
-    const actual = sha256Hex(canonicalJson(config.raw));
-    if (actual !== recorded) {
-      throw new AdapterLoadError(
-        `adapter_model.safetensors and adapter_config.json do not belong together: the weights were saved with a config whose SHA-256 is ${recorded.slice(0, 12)}…, ` +
-          `this config's is ${actual.slice(0, 12)}… (a save interrupted between its two renames, or one file copied from another save). ` +
-          'Save the adapter again; if you edited adapter_config.json by hand, pass { verifyPair: false }',
-      );
-    }
-  }
 
   const torchNames = model.names.map((n) => prefix + n);
   checkBaseLayers(model, torchNames, content.metadata[PEFT_METADATA.layers], config.legacyBaseLayers);
@@ -367,9 +359,42 @@ export function prepareAdapter(model: LoRAMLP, adapter: { weights: Uint8Array; c
   }
 }
 
+/** A PEFT adapter's options, config and weights read and checked (no model involved yet). */
+export function readAdapter(adapter: { weights: Uint8Array; config: unknown }, options: LoadAdapterOptions): { name: string; prefix: string; config: CheckedConfig; content: SafetensorsContent } {
+  if (options === null || typeof options !== 'object') throw new AdapterLoadError(`options = ${describe(options)} is invalid; expected an options object`);
+  if (adapter === null || typeof adapter !== 'object') throw new AdapterLoadError(`adapter = ${describe(adapter)} is invalid; expected { weights, config }`);
+  const name = options.adapterName ?? 'default';
+  if (typeof name !== 'string' || name === '') throw new AdapterLoadError(`adapterName = ${describe(name)} is invalid; expected a non-empty string`);
+  const prefix = checkPrefix('loadAdapter', options.prefix, (m) => new AdapterLoadError(m));
+  const onWarning = options.onWarning;
+  if (onWarning !== undefined && typeof onWarning !== 'function') throw new AdapterLoadError(`onWarning = ${describe(onWarning)} is invalid; expected a function`);
+  if (options.verifyPair !== undefined && typeof options.verifyPair !== 'boolean') throw new AdapterLoadError(`verifyPair = ${describe(options.verifyPair)} is invalid; expected a boolean`);
+
+  const config = checkConfig(adapter.config, (m) => warn(m, onWarning));
+  let content: SafetensorsContent;
+  try {
+    content = decodeSafetensors(adapter.weights);
+  } catch (err) {
+    throw new AdapterLoadError(`adapter_model.safetensors: ${(err as Error).message}`);
+  }
+  const recorded = content.metadata[PEFT_METADATA.configDigest];
+  if (recorded !== undefined && options.verifyPair !== false) {
+    const actual = sha256Hex(canonicalJson(config.raw));
+    if (actual !== recorded) {
+      throw new AdapterLoadError(
+        `adapter_model.safetensors and adapter_config.json do not belong together: the weights were saved with a config whose SHA-256 is ${recorded.slice(0, 12)}…, ` +
+          `this config's is ${actual.slice(0, 12)}… (a save interrupted between its two renames, or one file copied from another save). ` +
+          'Save the adapter again; if you edited adapter_config.json by hand, pass { verifyPair: false }',
+      );
+    }
+  }
+
+  return { name, prefix, config, content };
+}
+
 // ---- the config ----------------------------------------------------------------------------
 
-interface CheckedConfig {
+export interface CheckedConfig {
   /** The config object as given, for the digest. */
   raw: Record<string, unknown>;
   r: number;
@@ -433,7 +458,7 @@ function isSet(v: unknown): boolean {
   return true;
 }
 
-function checkConfig(raw: unknown, onWarning: (m: string) => void): CheckedConfig {
+export function checkConfig(raw: unknown, onWarning: (m: string) => void): CheckedConfig {
   let c: Record<string, unknown>;
   let keysOf = (o: object): string[] => Object.keys(o);
   if (typeof raw === 'string') {
@@ -548,7 +573,7 @@ function prefixHint(keys: readonly string[], torchNames: readonly string[], pref
   return '';
 }
 
-function checkPrefix(where: string, prefix: unknown, error: (m: string) => Error = (m) => new Error(`${where}: ${m}`)): string {
+export function checkPrefix(where: string, prefix: unknown, error: (m: string) => Error = (m) => new Error(`${where}: ${m}`)): string {
   if (prefix === undefined) return '';
   if (typeof prefix !== 'string' || (prefix !== '' && (!prefix.endsWith('.') || prefix.startsWith('.') || prefix.includes('..')))) {
     throw error(`prefix = ${describe(prefix)} is invalid; expected a module path ending in "." (e.g. "mlp.") or ""`);
@@ -556,7 +581,7 @@ function checkPrefix(where: string, prefix: unknown, error: (m: string) => Error
   return prefix;
 }
 
-function mostCommon(values: readonly number[]): number {
+export function mostCommon(values: readonly number[]): number {
   const counts = new Map<number, number>();
   for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1);
   let best = values[0];

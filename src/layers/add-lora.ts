@@ -119,6 +119,14 @@ export function addLoRA(model: tfl.LayersModel, config: LayersLoRAConfig): tfl.L
   const where = 'addLoRA';
   checkModel(where, model);
   const { adapterName, specs } = plan(where, model, config);
+  return adaptModel(model, adapterName, specs);
+}
+
+/**
+ * The rebuild behind `addLoRA`: a new model where each layer path in `specs` carries that
+ * adapter (specs already checked against the layers), every other layer frozen.
+ */
+export function adaptModel(model: tfl.LayersModel, adapterName: string, specs: ReadonlyMap<string, LayerAdapterSpec>): tfl.LayersModel {
   const before = new Map(modelLayers(model).map(({ path, layer }) => [path, layer]));
   const active = activeAdapter(model);
   const flags = new Map(originalTrainableFlags(model));

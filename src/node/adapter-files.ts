@@ -1,6 +1,9 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import * as tfl from '@tensorflow/tfjs-layers';
 import type { LoRAMLP } from '../core/lora-mlp.js';
+import { adapterNames } from '../layers/add-lora.js';
+import { type PreparedLayersAdapter, commitLayersAdapter, deserializeLoRAModel, disposePreparedLayers, prepareLayersAdapter, serializeLayersAdapter } from '../formats/peft-layers.js';
 import {
   AdapterLoadError,
   type LoadAdapterOptions,
@@ -32,8 +35,8 @@ export const MAX_CONFIG_BYTES = 16 * 2 ** 20;
  * (weights first, then config); nothing else in `dir` changes. A crash between the two
  * renames leaves a pair that `loadAdapter` refuses (the weights record their config's digest).
  */
-export function saveAdapter(model: LoRAMLP, dir: string, options: SaveAdapterOptions = {}, hooks?: WriteHooks): { weightsBytes: number } {
-  const adapter = serializeAdapter(model, options);
+export function saveAdapter(model: LoRAMLP | tfl.LayersModel, dir: string, options: SaveAdapterOptions = {}, hooks?: WriteHooks): { weightsBytes: number } {
+  const adapter = serialize(model, options);
   replaceFiles(
     'saveAdapter',
     dir,
@@ -62,10 +65,10 @@ export interface SaveAdaptersOptions {
  * `dir/<name>/`. Every adapter is serialized before any file is written. Returns the
  * folder of each adapter.
  */
-export function saveAdapters(model: LoRAMLP, dir: string, options: SaveAdaptersOptions = {}): Record<string, string> {
+export function saveAdapters(model: LoRAMLP | tfl.LayersModel, dir: string, options: SaveAdaptersOptions = {}): Record<string, string> {
   const where = 'saveAdapters';
   if (options === null || typeof options !== 'object') throw new Error(`${where}: options = ${String(options)} is invalid; expected an options object`);
-  const names = options.names ?? model.adapterNames();
+  const names = options.names ?? (model instanceof tfl.LayersModel ? adapterNames(model) : model.adapterNames());
   if (!Array.isArray(names) || names.length === 0 || new Set(names).size !== names.length) {
     throw new Error(`${where}: names = ${JSON.stringify(names)} is invalid; expected a non-empty list of distinct adapter names`);
   }
@@ -74,7 +77,7 @@ export function saveAdapters(model: LoRAMLP, dir: string, options: SaveAdaptersO
       throw new Error(`${where}: adapter name ${JSON.stringify(n)} cannot be a folder name; expected a name without / \\ : * ? " < > | or NUL, not starting with "." or with spaces at either end`);
     }
   }
-  const serialized = names.map((n) => ({ name: n, adapter: serializeAdapter(model, { adapterName: n, prefix: options.prefix, dtype: options.dtype }) }));
+  const serialized = names.map((n) => ({ name: n, adapter: serialize(model, { adapterName: n, prefix: options.prefix, dtype: options.dtype }) }));
   const written: Record<string, string> = {};
   for (const { name, adapter } of serialized) {
     const target = name === 'default' ? dir : join(dir, name);
@@ -87,10 +90,14 @@ export function saveAdapters(model: LoRAMLP, dir: string, options: SaveAdaptersO
   return written;
 }
 
-/** Read a PEFT adapter from `dir` into the model (see `deserializeAdapter`); returns its name. */
-export function loadAdapter(model: LoRAMLP, dir: string, options: LoadAdapterOptions = {}): string {
+/**
+ * Read a PEFT adapter from `dir` into the model (see `deserializeAdapter`); returns its name.
+ * A Layers model must already have LoRA layers where the adapter goes (else use
+ * `loadLoRAModel`, which returns a new model with them).
+ */
+export function loadAdapter(model: LoRAMLP | tfl.LayersModel, dir: string, options: LoadAdapterOptions = {}): string {
   const prepared = prepareFromFolder(model, dir, options, true);
-  commitAdapter(model, prepared);
+  commit(model, prepared);
   return prepared.name;
 }
 
@@ -99,26 +106,68 @@ export function loadAdapter(model: LoRAMLP, dir: string, options: LoadAdapterOpt
  * adapter) and each `dir/<name>/` that holds one. All are read and checked before the model
  * changes; adapters already in the model under those names are replaced. Returns the names.
  */
-export function loadAdapters(model: LoRAMLP, dir: string, options: Omit<LoadAdapterOptions, 'adapterName'> = {}): string[] {
+export function loadAdapters(model: LoRAMLP | tfl.LayersModel, dir: string, options: Omit<LoadAdapterOptions, 'adapterName'> = {}): string[] {
   if (options !== null && typeof options === 'object' && 'adapterName' in options) {
     throw new AdapterLoadError('loadAdapters names each adapter after its folder; adapterName is not an option here (use loadAdapter for one adapter)');
   }
   const found = listAdapterFolders(dir);
   if (found.length === 0) throw new AdapterLoadError(`${dir} holds no adapter (no ${ADAPTER_CONFIG} in it or in its subfolders)`);
-  const prepared: PreparedAdapter[] = [];
+  const prepared: Prepared[] = [];
   try {
     for (const { name, path } of found) prepared.push(prepareFromFolder(model, path, { ...options, adapterName: name }, false));
   } catch (err) {
-    prepared.forEach(disposePrepared);
+    prepared.forEach(dispose);
     throw err;
   }
   // Checked against the model one by one; committing cannot fail now but for a name clash
   // between prepared adapters, which folder names rule out.
-  for (const p of prepared) commitAdapter(model, p);
+  for (const p of prepared) commit(model, p);
   return prepared.map((p) => p.name);
 }
 
-function prepareFromFolder(model: LoRAMLP, dir: string, options: LoadAdapterOptions, single: boolean): PreparedAdapter {
+/**
+ * PEFT's `PeftModel.from_pretrained(model, dir)` for a tfjs Layers model: a new model whose
+ * layers targeted by the adapter in `dir` are LoRA layers holding its weights (active).
+ * The input model is left as it was.
+ */
+export function loadLoRAModel(model: tfl.LayersModel, dir: string, options: LoadAdapterOptions = {}): tfl.LayersModel {
+  if (!(model instanceof tfl.LayersModel)) throw new AdapterLoadError('loadLoRAModel: model is not a tf.LayersModel (for a LoRAMLP, use loadAdapter)');
+  return deserializeLoRAModel(model, readFolder(dir, true), options);
+}
+
+type Prepared = PreparedAdapter | PreparedLayersAdapter;
+
+function serialize(model: LoRAMLP | tfl.LayersModel, options: SaveAdapterOptions) {
+  return model instanceof tfl.LayersModel ? serializeLayersAdapter(model, options) : serializeAdapter(model, options);
+}
+
+function commit(model: LoRAMLP | tfl.LayersModel, prepared: Prepared): void {
+  if (model instanceof tfl.LayersModel) {
+    try {
+      commitLayersAdapter(model, prepared as PreparedLayersAdapter);
+    } finally {
+      disposePreparedLayers(prepared as PreparedLayersAdapter);
+    }
+  } else commitAdapter(model, prepared as PreparedAdapter);
+}
+
+function dispose(prepared: Prepared): void {
+  if ('layers' in prepared && prepared.layers instanceof Map) disposePreparedLayers(prepared as PreparedLayersAdapter);
+  else disposePrepared(prepared as PreparedAdapter);
+}
+
+function prepareFromFolder(model: LoRAMLP | tfl.LayersModel, dir: string, options: LoadAdapterOptions, single: boolean): Prepared {
+  const adapter = readFolder(dir, single);
+  try {
+    return model instanceof tfl.LayersModel ? prepareLayersAdapter(model, adapter, options) : prepareAdapter(model, adapter, options);
+  } catch (err) {
+    if (err instanceof AdapterLoadError && !single) throw new AdapterLoadError(`${dir}: ${err.message.replace(/^loadAdapter: /, '')}`);
+    throw err;
+  }
+}
+
+/** The weights and config text of the adapter in `dir`, checked as files. */
+function readFolder(dir: string, single: boolean): { weights: Uint8Array; config: string } {
   if (typeof dir !== 'string' || dir === '') throw new AdapterLoadError(`dir = ${JSON.stringify(dir)} is invalid; expected a folder path`);
   const kind = statKind(dir);
   if (kind === null) throw new AdapterLoadError(`${dir} does not exist`);
@@ -146,12 +195,7 @@ function prepareFromFolder(model: LoRAMLP, dir: string, options: LoadAdapterOpti
   } catch {
     throw new AdapterLoadError(`${join(dir, ADAPTER_CONFIG)} is not UTF-8 text`);
   }
-  try {
-    return prepareAdapter(model, { weights, config }, options);
-  } catch (err) {
-    if (err instanceof AdapterLoadError && !single) throw new AdapterLoadError(`${dir}: ${err.message.replace(/^loadAdapter: /, '')}`);
-    throw err;
-  }
+  return { weights, config };
 }
 
 function read(path: string, max: number): Uint8Array | null {

@@ -61,11 +61,44 @@ def sequential(dims, bias):
     return nn.Sequential(*layers)
 
 
+class Modules(nn.Module):
+    """Named nn.Linear / nn.Embedding / nn.Conv2d modules mirroring the layers of a tfjs
+    model, each run on its own input. Inputs and outputs of convolutions are NHWC (tfjs's
+    layout), permuted to and from PyTorch's NCHW here."""
+
+    def __init__(self, specs):
+        super().__init__()
+        self.specs = specs
+        for s in specs:
+            if s["type"] == "linear":
+                m = nn.Linear(s["in"], s["out"], bias=s.get("bias", True))
+            elif s["type"] == "embedding":
+                m = nn.Embedding(s["num"], s["dim"])
+            else:
+                m = nn.Conv2d(s["in"], s["out"], tuple(s["k"]), stride=s.get("stride", 1), padding=s.get("padding", 0), dilation=s.get("dilation", 1), bias=s.get("bias", True))
+            setattr(self, s["name"], m)
+
+    def forward(self, x):
+        out = {}
+        for s in self.specs:
+            m, v = getattr(self, s["name"]), x[s["name"]]
+            if s["type"] == "embedding":
+                out[s["name"]] = m(torch.tensor(v, dtype=torch.long)).tolist()
+            elif s["type"] == "conv2d":
+                out[s["name"]] = m(torch.tensor(v, dtype=torch.float32).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).tolist()
+            else:
+                out[s["name"]] = m(torch.tensor(v, dtype=torch.float32)).tolist()
+        return out
+
+
 def build_base(spec):
     torch.manual_seed(spec.get("seed", 0))
-    kind, dims, bias = spec["kind"], spec["dims"], spec.get("bias", True)
+    kind, dims, bias = spec["kind"], spec.get("dims"), spec.get("bias", True)
     model = {"fc": FC, "nested": Nested}.get(kind, None)
-    model = sequential(dims, bias) if kind == "sequential" else model(dims, bias)
+    if kind == "modules":
+        model = Modules(spec["modules"])
+    else:
+        model = sequential(dims, bias) if kind == "sequential" else model(dims, bias)
     if "state" in spec:
         model.load_state_dict(load_file(spec["state"]))
     return model.eval()
@@ -73,6 +106,8 @@ def build_base(spec):
 
 def outputs(model, x):
     with torch.no_grad():
+        if isinstance(x, dict):  # a Modules base: one input per module, outputs as lists
+            return model(x)
         return model(torch.tensor(x, dtype=torch.float32)).tolist()
 
 
