@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -606,4 +606,41 @@ describe('Bad input to the Layers-model API (wasm): clear errors, nothing change
       return [base, lora, twice];
     });
   });
+});
+
+describe("the README's Layers-model snippet", () => {
+  beforeAll(async () => {
+    expect(await initBackend('wasm')).toBe('wasm');
+  });
+
+  it('runs as written, as an app that imports lora-tfjs and @tensorflow/tfjs-layers would', async () => {
+    const root = process.cwd();
+    const readme = readFileSync(join(root, 'README.md'), 'utf8');
+    const m = /<!-- snippet: layers-model\.mts -->\n```ts\n([\s\S]*?)```/.exec(readme);
+    expect(m, 'README.md has the snippet').not.toBeNull();
+    const dir = mkdtempSync(join(tmpdir(), 'lora-readme-layers-'));
+    try {
+      mkdirSync(join(dir, 'node_modules'));
+      symlinkSync(root, join(dir, 'node_modules', 'lora-tfjs'));
+      symlinkSync(join(root, 'node_modules', '@tensorflow'), join(dir, 'node_modules', '@tensorflow'));
+      writeFileSync(join(dir, 'snippet.mts'), m![1]);
+      const out = execFileSync(join(root, 'node_modules', '.bin', 'tsx'), ['snippet.mts'], { cwd: dir, encoding: 'utf8', timeout: 180_000, env: { ...process.env, LORA_BACKEND: 'wasm' } });
+      expect(out).toMatch(/lora: 320/);
+      expect(out).toMatch(/saved: 260/);
+      expect(out).toMatch(/trainable: 580/);
+      const merged = await tfl.loadLayersModel(`file://${join(dir, 'merged', 'model.json')}`);
+      expect(merged.layers.map((l) => l.getClassName())).toEqual(['Dense', 'Dense']);
+      const adapted = await tfl.loadLayersModel(`file://${join(dir, 'adapted', 'model.json')}`);
+      expect(adapted.layers.map((l) => l.getClassName())).toEqual(['LoRADense', 'LoRADense']);
+      const x = normal([3, 16], 60);
+      const a = tf.tidy(() => adapted.predict(x) as tf.Tensor);
+      const b = tf.tidy(() => merged.predict(x) as tf.Tensor);
+      expect(maxRelDiff(b, a)).toBeLessThan(1e-5);
+      tf.dispose([x, a, b]);
+      merged.dispose();
+      adapted.dispose();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 240_000);
 });
