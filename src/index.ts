@@ -156,3 +156,4 @@ export { type TorchMLPReadOptions, type TorchMLPWriteOptions, mlpFromTorchSafete
 export { type CombineOptions, type CombineResult, type WeightedAdapter, combineAdapters } from './core/combine.js';
 export { type RowGroups, groupRows } from './core/mixed-batch.js';
 export { disableWasmMatMulFastPath, enableWasmMatMulFastPath, wasmMatMulFastPathEnabled } from './runtime/wasm-matmul.js';
+export { registerWasmTrainingKernels, wasmTrainingKernelsRegistered } from './runtime/wasm-kernels.js';

@@ -218,13 +218,16 @@ describe('PEFT adapters for tfjs Layers models (Embedding, Conv2D, Dense), again
     base.dispose();
   });
 
-  it('refuses to exchange an adapter on a dilated Conv2D (PEFT builds its lora_A undilated)', async () => {
+  it('refuses a PEFT adapter that targets a dilated Conv2D (PEFT builds its lora_A undilated)', async () => {
+    const dir = fresh('dilated');
+    const modules = [{ name: 'dil', type: 'conv2d', in: 2, out: 2, k: [3, 3], stride: 1, padding: 0, dilation: 1 }];
+    await bridge.call('save_peft', { base: { kind: 'modules', modules }, adapters: [{ name: 'default', config: { target_modules: ['dil'], r: 1, lora_alpha: 1 } }], dir, x: { dil: [[[[0, 0], [0, 0], [0, 0]], [[0, 0], [0, 0], [0, 0]], [[0, 0], [0, 0], [0, 0]]]] } });
     const img = tfl.input({ shape: [8, 8, 2] });
     const out = tfl.layers.conv2d({ filters: 2, kernelSize: 3, dilationRate: 2, name: 'dil' }).apply(img) as tfl.SymbolicTensor;
     const base = tfl.model({ inputs: img, outputs: out });
-    const lora = addLoRA(base, { targetModules: ['dil'], rank: 1 });
-    expect(() => saveAdapter(lora, fresh('dilated'))).toThrow(/layer "dil" is a Conv2D with dilationRate \[2,2\]; PEFT's Conv2d LoRA ignores dilation/);
-    lora.dispose();
+    const before = tf.memory().numTensors;
+    expect(() => loadLoRAModel(base, dir)).toThrow(/layer "dil" is a Conv2D with dilationRate \[2,2\]; PEFT's Conv2d LoRA ignores dilation/);
+    expect(tf.memory().numTensors).toBe(before);
     base.dispose();
   });
 });

@@ -58,6 +58,12 @@ function plan(where: string, model: tfl.LayersModel, config: LayersLoRAConfig): 
       throw new Error(`${where}: ${field} selects layer ${describe(path)}, a ${cls}; lora-tfjs adapts ${Object.keys(LORA_CLASS).join(', ')} layers`);
     }
     const format = (layer instanceof LoRALayer ? layer.baseLayer().config.dataFormat : (layer as unknown as { dataFormat?: string }).dataFormat) as string | undefined;
+    const dilation = (layer instanceof LoRALayer ? layer.baseLayer().config.dilationRate : (layer as unknown as { dilationRate?: number | number[] }).dilationRate) as number | number[] | undefined;
+    if (cls === 'Conv2D' && (Array.isArray(dilation) ? dilation.some((d) => d !== 1) : dilation !== undefined && dilation !== 1)) {
+      throw new Error(
+        `${where}: layer ${describe(path)} is a Conv2D with dilationRate ${JSON.stringify(dilation)}, which lora-tfjs cannot adapt: tfjs 4.22 has no gradient for a dilated convolution (so the adapter could not train), and PEFT's Conv2d LoRA ignores dilation (so no adapter file could be exchanged)`,
+      );
+    }
     if (cls === 'Conv2D' && format === 'channelsFirst') {
       // Checked here, not only when the layer builds: a failed rebuild would leak its weights.
       throw new Error(`${where}: layer ${describe(path)} has dataFormat = "channelsFirst", which is not supported; expected "channelsLast" (tfjs runs convolutions in NHWC)`);

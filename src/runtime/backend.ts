@@ -5,6 +5,10 @@ import '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import { checkOneOf } from '../util/validate.js';
+import { registerWasmTrainingKernels } from './wasm-kernels.js';
+
+// The wasm backend lacks the gradients of gather and conv2d (filter); supply them on import.
+registerWasmTrainingKernels();
 
 /** The TensorFlow.js backends lora-tfjs can run on, fastest first. */
 export const BACKENDS = ['tensorflow', 'wasm', 'cpu'] as const;
