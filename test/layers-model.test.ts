@@ -322,6 +322,74 @@ describe.each(['wasm', 'cpu'] as const)('Training adapted models on %s', (backen
     });
   });
 
+  it('trains LoRA on an Embedding and a Conv2D with fit (their gradients need kernels wasm lacks); the bases stay bit-identical', async () => {
+    await leakFree(async () => {
+      const ids = tfl.input({ shape: [5], name: 'ids', dtype: 'int32' });
+      const img = tfl.input({ shape: [6, 6, 2], name: 'img' });
+      const e = tfl.layers.flatten().apply(tfl.layers.embedding({ inputDim: 9, outputDim: 3, name: 'emb', embeddingsInitializer: tfl.initializers.randomNormal({ seed: 3 }) }).apply(ids)) as tfl.SymbolicTensor;
+      const c = tfl.layers.flatten().apply(tfl.layers.conv2d({ filters: 3, kernelSize: 3, strides: 2, padding: 'same', activation: 'relu', name: 'conv', ...seeded(4) }).apply(img)) as tfl.SymbolicTensor;
+      const out = tfl.layers.dense({ units: 2, name: 'out', ...seeded(5) }).apply(tfl.layers.concatenate().apply([e, c])) as tfl.SymbolicTensor;
+      const base = tfl.model({ inputs: [ids, img], outputs: out });
+      const lora = addLoRA(base, { targetModules: ['emb', 'conv'], rank: 2, alpha: 2 });
+      const frozen = snapshot(frozenWeights(lora));
+      const trainable = snapshot(lora.trainableWeights);
+      expect(trainable.size).toBe(4);
+      const optimizer = tf.train.adam(0.05);
+      lora.compile({ optimizer, loss: 'meanSquaredError' });
+      const xs = [tf.tensor2d([[1, 2, 3, 4, 5], [0, 0, 8, 8, 1], [2, 2, 2, 7, 6], [5, 4, 3, 2, 1]], [4, 5], 'int32'), normal([4, 6, 6, 2], 61)];
+      const y = normal([4, 2], 62);
+      const history = await lora.fit(xs, y, { epochs: 12, verbose: 0, shuffle: false });
+      const loss = history.history.loss as number[];
+      expect(loss[loss.length - 1]).toBeLessThan(loss[0] * 0.8);
+      expectSame(snapshot(frozenWeights(lora)), frozen);
+      const after = snapshot(lora.trainableWeights);
+      for (const [k, v] of trainable) expect(Buffer.from(after.get(k)!.buffer).equals(Buffer.from(v.buffer)), k).toBe(false);
+      tf.dispose([...xs, y]);
+      optimizer.dispose();
+      return [base, lora];
+    });
+  });
+
+  it('fitDataset and the autodiff gradient path train the same adapters as fit on the fused path', async () => {
+    await leakFree(async () => {
+      const x = normal([8, 6], 63);
+      const y = normal([8, 3], 64);
+      const run = async (path: 'fused' | 'autodiff', viaDataset: boolean) => {
+        const base = mlp();
+        const lora = addLoRA(base, { rank: 2, alpha: 4, seed: 9 });
+        perturb(lora, 7);
+        for (const { layer } of loraLayers(lora)) (layer as LoRADense).gradientPath = path;
+        const optimizer = tf.train.sgd(0.1);
+        lora.compile({ optimizer, loss: 'meanSquaredError' });
+        if (viaDataset) {
+          // The smallest dataset tfjs-layers accepts: an async iterator of { xs, ys } batches.
+          let served = 0;
+          const dataset = {
+            size: 1,
+            iterator: async () => ({ next: async () => (served++ % 2 === 0 ? { value: { xs: x.clone(), ys: y.clone() }, done: false } : { value: null, done: true }) }),
+          };
+          await lora.fitDataset(dataset as never, { epochs: 3, verbose: 0 });
+        } else {
+          await lora.fit(x, y, { epochs: 3, batchSize: 8, shuffle: false, verbose: 0 });
+        }
+        const weights = lora.trainableWeights.map((w) => w.read().clone());
+        optimizer.dispose();
+        lora.dispose();
+        base.dispose();
+        return weights;
+      };
+      const fused = await run('fused', false);
+      const auto = await run('autodiff', false);
+      const dataset = await run('fused', true);
+      fused.forEach((w, i) => {
+        expect(maxRelDiff(auto[i], w)).toBeLessThan(1e-5);
+        expect(maxRelDiff(dataset[i], w)).toBeLessThan(1e-5);
+      });
+      tf.dispose([x, y, ...fused, ...auto, ...dataset]);
+      return [];
+    });
+  });
+
   it('adapts a functional model with two inputs, a skip, a nested model and two outputs', async () => {
     await leakFree(async () => {
       const base = graph();
