@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
+  accuracyVsParametersFigure,
   barFigure,
   describeFigure,
   heatmapFigure,
@@ -35,6 +36,28 @@ describe('figure builders (pure data)', () => {
     expect(heatmapFigure([[1, 2]], ['r'], ['a', 'b'], 't', 'MSE').data[0]).toMatchObject({ z: [[1, 2]], text: [['1.00', '2.00']] });
     expect(barFigure(['a'], [{ name: 'n', values: [1] }], 't', 'y').layout).toMatchObject({ barmode: 'group' });
     expect(describeFigure(lossCurvesFigure([{ name: 'a', y: [3, 2] }], 'Title'))).toBe('Plotly chart: Title — a (2 points)');
+  });
+});
+
+describe('accuracy against trainable parameters (pure data)', () => {
+  it('one trace per series, points labelled, log x and percent y', () => {
+    const fig = accuracyVsParametersFigure(
+      [
+        { name: 'full', parameters: 9802, accuracy: 0.92 },
+        { name: 'head only', parameters: 330, accuracy: 0.79 },
+        { name: 'r=1', parameters: 723, accuracy: 0.88, series: 'LoRA' },
+        { name: 'r=2', parameters: 1116, accuracy: 0.9, series: 'LoRA' },
+      ],
+      'Acc',
+    );
+    expect(fig.data.map((t) => t.name)).toEqual(['full', 'head only', 'LoRA']);
+    expect(fig.data[2]).toMatchObject({ type: 'scatter', mode: 'lines+markers+text', x: [723, 1116], y: [0.88, 0.9], text: ['r=1', 'r=2'] });
+    expect(fig.data[0]).toMatchObject({ mode: 'markers+text', x: [9802], y: [0.92], text: ['full'] });
+    expect(fig.layout.xaxis).toMatchObject({ type: 'log' });
+    expect(fig.layout.yaxis).toMatchObject({ tickformat: '.0%' });
+    expect(JSON.parse(JSON.stringify(fig))).toEqual(fig);
+    expect(describeFigure(fig)).toBe('Plotly chart: Acc — full (1 points); head only (1 points); LoRA (2 points)');
+    expect(accuracyVsParametersFigure([], 'empty').data).toEqual([]);
   });
 });
 

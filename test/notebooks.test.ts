@@ -12,7 +12,7 @@ const root = join(import.meta.dirname, '..');
 const notebooks = readdirSync(join(root, 'notebooks')).filter((f) => /^\d\d-.*\.ipynb$/.test(f)).sort();
 const PLOTLY_MIME = 'application/vnd.plotly.v1+json';
 
-describe('the six notebooks, run headless, and their HTML docs', () => {
+describe('the seven notebooks, run headless, and their HTML docs', () => {
   const out = mkdtempSync(join(tmpdir(), 'lora-notebooks-'));
   let run: { exitCode: number | undefined; text: string };
   const sources = new Map<string, string>();
@@ -29,15 +29,15 @@ describe('the six notebooks, run headless, and their HTML docs', () => {
   }, 900_000);
   afterAll(() => rmSync(out, { recursive: true, force: true }));
 
-  it('runs all six notebooks: exit 0, every golden holds, sources untouched', () => {
-    expect(notebooks).toHaveLength(6);
+  it('runs all seven notebooks: exit 0, every golden holds, sources untouched', () => {
+    expect(notebooks).toHaveLength(7);
     if (run.exitCode !== 0) console.error(run.text);
     expect(run.exitCode).toBe(0);
     for (const nb of notebooks) {
       expect(run.text).toMatch(new RegExp(`${nb.replace('.ipynb', '')}\\s+passed\\s+[\\d.]+\\s+ok \\(\\d+\\)`));
       expect(createHash('sha256').update(readFileSync(join(root, 'notebooks', nb))).digest('hex')).toBe(sources.get(nb));
     }
-    expect(run.text).toContain('6 passed, 0 failed');
+    expect(run.text).toContain('7 passed, 0 failed');
   });
 
   it('sends each chart as one message with Plotly JSON (an object), offline HTML and text', () => {
@@ -94,9 +94,9 @@ describe('the six notebooks, run headless, and their HTML docs', () => {
     it('index.html links every notebook with its status and run time', async () => {
       const { p, errors, close } = await open('index.html');
       const rows = await p.locator('tbody tr').allInnerTexts();
-      expect(rows).toHaveLength(6);
+      expect(rows).toHaveLength(7);
       rows.forEach((row, i) => expect(row).toMatch(new RegExp(`^${notebooks[i].replace('.ipynb', '')}\\s+passed\\s+[\\d.]+ s`)));
-      expect(await p.locator('tbody a').count()).toBe(6);
+      expect(await p.locator('tbody a').count()).toBe(7);
       expect(errors).toEqual([]);
       await close();
     });

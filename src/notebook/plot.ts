@@ -161,3 +161,42 @@ export function describeFigure(figure: PlotlyFigure): string {
   });
   return `Plotly chart: ${layoutTitle?.text ?? 'untitled'} — ${traces.join('; ')}`;
 }
+
+/** One trained model of a comparison: its trainable parameters and its score. */
+export interface MethodPoint {
+  name: string;
+  parameters: number;
+  accuracy: number;
+  /** Points of one series are joined by a line (e.g. LoRA at several ranks); default: the name. */
+  series?: string;
+}
+
+/**
+ * Held-out accuracy (as a percentage axis) against trainable parameters (log axis): one
+ * trace per series, each point labelled with its name.
+ */
+export function accuracyVsParametersFigure(points: readonly MethodPoint[], title: string): PlotlyFigure {
+  const series = [...new Set(points.map((p) => p.series ?? p.name))];
+  return {
+    data: series.map((s) => {
+      const members = points.filter((p) => (p.series ?? p.name) === s);
+      return {
+        type: 'scatter',
+        mode: members.length > 1 ? 'lines+markers+text' : 'markers+text',
+        name: s,
+        x: members.map((p) => p.parameters),
+        y: members.map((p) => p.accuracy),
+        text: members.map((p) => p.name),
+        textposition: 'top center',
+        marker: { size: 10 },
+        hovertemplate: '%{text}: %{x:,} trainable, %{y:.1%}<extra></extra>',
+      };
+    }),
+    layout: {
+      ...BASE_LAYOUT,
+      title: { text: title },
+      xaxis: { title: { text: 'trainable parameters (log scale)' }, type: 'log' },
+      yaxis: { title: { text: 'held-out accuracy' }, tickformat: '.0%' },
+    },
+  };
+}
