@@ -469,6 +469,24 @@ describe('Adapters on a Layers model (wasm)', () => {
     });
   });
 
+  it('switching adapters after the optimizer was freed (model kept) leaks nothing; weight names are the layer path', async () => {
+    await leakFree(() => {
+      const base = mlp();
+      const lora = addLoRA(base, { targetModules: ['fc1'], rank: 2 });
+      const optimizer = tf.train.adam(1e-3);
+      lora.compile({ optimizer, loss: 'meanSquaredError' });
+      optimizer.dispose();
+      const n = tf.memory().numTensors;
+      setActiveAdapter(lora, null);
+      setActiveAdapter(lora, 'default');
+      expect(tf.memory().numTensors).toBe(n);
+      expect(lora.trainableWeights.map((w) => w.originalName)).toEqual(['fc1/lora_A.default', 'fc1/lora_B.default']);
+      // The runtime name is the same, made unique per process by tfjs (`_1`, …).
+      lora.trainableWeights.forEach((w) => expect(w.name).toMatch(new RegExp(`^${w.originalName.replace('.', '\\.')}(_\\d+)?$`)));
+      return [base, lora];
+    });
+  });
+
   it('modulesToSave trains a full copy of the head; merging uses the copy; unload gives the base back', async () => {
     await leakFree(async () => {
       const base = mlp();

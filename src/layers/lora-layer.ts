@@ -378,7 +378,7 @@ export interface ActiveFactors {
 function variable(value: tf.Tensor, name: string, trainable: boolean): tfl.LayerVariable {
   // The variable shares `value`'s buffer (a full copy starts as the base's): safe, because
   // tf.Variable.assign replaces a variable's buffer and never writes into it.
-  const v = new tfl.LayerVariable(value, 'float32', name, trainable);
+  const v = new tfl.LayerVariable(value, 'float32', name.slice(name.lastIndexOf('/') + 1), trainable);
   // tfjs prefixes the name with the current name scope; adapters added outside a build
   // must be named exactly as the ones a reloaded model creates while building.
   (v as { originalName: string }).originalName = name;

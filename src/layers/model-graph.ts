@@ -133,16 +133,20 @@ export function resetOptimizerState(optimizer: tf.Optimizer): void {
     const slots = value as unknown[];
     const isSlot = (e: unknown) => e != null && typeof e === 'object' && typeof (e as SlotEntry).originalName === 'string' && (e as SlotEntry).variable != null;
     if (!slots.every((e) => e == null || isSlot(e))) continue;
-    for (const e of slots) (e as SlotEntry | null)?.variable.dispose();
+    for (const e of slots) {
+      const v = (e as SlotEntry | null)?.variable;
+      if (v != null && !v.isDisposed) v.dispose();
+    }
     o[key] = [];
   }
   // Adam / Adamax bias correction restarts with the moments.
   for (const [acc, beta] of [['accBeta1', 'beta1'], ['accBeta2', 'beta2']] as const) {
     const v = o[acc] as tf.Variable | undefined;
-    if (v != null && typeof v.assign === 'function' && typeof o[beta] === 'number') assignScalar(v, o[beta] as number);
+    // A disposed optimizer (freed while the model lives on) has nothing to restart.
+    if (v != null && typeof v.assign === 'function' && !v.isDisposed && typeof o[beta] === 'number') assignScalar(v, o[beta] as number);
   }
   const iteration = o.iteration as tf.Variable | undefined;
-  if (iteration != null && typeof iteration.assign === 'function') assignScalar(iteration, 0);
+  if (iteration != null && typeof iteration.assign === 'function' && !iteration.isDisposed) assignScalar(iteration, 0);
   if (typeof o.iterations_ === 'number') o.iterations_ = 0;
 }
 
