@@ -732,3 +732,195 @@ describe("the README's Layers-model snippet", () => {
     }
   }, 240_000);
 });
+
+describe('Behaviours a subtle bug would break (wasm)', () => {
+  beforeAll(async () => {
+    expect(await initBackend('wasm')).toBe('wasm');
+  });
+
+  /** input → Dense pre → nested model block (Dense up) → Dense out: LoRA on pre and up. */
+  function nested(): tfl.LayersModel {
+    const x = tfl.input({ shape: [6] });
+    const block = tfl.sequential({ name: 'block', layers: [tfl.layers.dense({ inputShape: [5], units: 4, activation: 'tanh', name: 'up', ...seeded(71) })] });
+    const pre = tfl.layers.dense({ units: 5, activation: 'relu', name: 'pre', ...seeded(72) }).apply(x) as tfl.SymbolicTensor;
+    const out = tfl.layers.dense({ units: 3, name: 'out', ...seeded(73) }).apply(block.apply(pre) as tfl.SymbolicTensor) as tfl.SymbolicTensor;
+    return tfl.model({ inputs: x, outputs: out });
+  }
+
+  it('layers in front of a nested model get their gradient under fit (fused = autodiff, step by step)', async () => {
+    await leakFree(async () => {
+      const x = normal([8, 6], 74);
+      const y = normal([8, 3], 75);
+      const trained = async (path: 'fused' | 'autodiff') => {
+        const base = nested();
+        const lora = addLoRA(base, { targetModules: ['pre', 'up'], rank: 2, alpha: 2 });
+        perturb(lora, 8);
+        for (const { layer } of loraLayers(lora)) (layer as LoRADense).gradientPath = path;
+        const before = lora.trainableWeights.map((w) => w.read().clone());
+        const optimizer = tf.train.sgd(0.5);
+        lora.compile({ optimizer, loss: 'meanSquaredError' });
+        await lora.fit(x, y, { epochs: 3, batchSize: 8, shuffle: false, verbose: 0 });
+        const after = lora.trainableWeights.map((w) => w.read().clone());
+        const names = lora.trainableWeights.map((w) => w.originalName);
+        optimizer.dispose();
+        lora.dispose();
+        base.dispose();
+        return { before, after, names };
+      };
+      const fused = await trained('fused');
+      const auto = await trained('autodiff');
+      expect(fused.names).toEqual(['pre/lora_A.default', 'pre/lora_B.default', 'up/lora_A.default', 'up/lora_B.default']);
+      fused.after.forEach((w, i) => {
+        expect(maxRelDiff(w, fused.before[i]), `${fused.names[i]} trains`).toBeGreaterThan(1e-3);
+        expect(maxRelDiff(w, auto.after[i]), fused.names[i]).toBeLessThan(1e-5);
+      });
+      tf.dispose([x, y, ...fused.before, ...fused.after, ...auto.before, ...auto.after]);
+      return [];
+    });
+  });
+
+  it('the default gradient path is the fused one on wasm (explicit transposes, no transposed matMuls), and the input gradient works in training mode', async () => {
+    await leakFree(async () => {
+      const base = mlp();
+      const lora = addLoRA(base, { rank: 2 });
+      perturb(lora, 9);
+      const x = normal([4, 6], 76);
+      const kernelsOf = async () =>
+        (await tf.profile(() => {
+          const g = tf.grad((xi: tf.Tensor) => tf.sum(lora.apply(xi, { training: true }) as tf.Tensor))(x);
+          g.dispose();
+        })).kernels.map((k) => k.name);
+      expect((loraLayers(lora)[0].layer as LoRADense).gradientPath).toBe('auto');
+      const fusedKernels = await kernelsOf();
+      const dxFused = tf.grad((xi: tf.Tensor) => tf.sum(lora.apply(xi, { training: true }) as tf.Tensor))(x);
+      for (const { layer } of loraLayers(lora)) (layer as LoRADense).gradientPath = 'autodiff';
+      const autoKernels = await kernelsOf();
+      const dxAuto = tf.grad((xi: tf.Tensor) => tf.sum(lora.apply(xi, { training: true }) as tf.Tensor))(x);
+      expect(fusedKernels).toContain('Transpose');
+      expect(autoKernels).not.toContain('Transpose');
+      expect(maxRelDiff(dxFused, dxAuto)).toBeLessThan(1e-5);
+      tf.dispose([x, dxFused, dxAuto]);
+      return [base, lora];
+    });
+  });
+
+  it('a replaced base kernel invalidates the cached Wᵀ of the fused input gradient', async () => {
+    await leakFree(async () => {
+      const base = mlp();
+      const lora = addLoRA(base, { rank: 2 });
+      perturb(lora, 10);
+      const x = normal([4, 6], 77);
+      const dx = () => tf.grad((xi: tf.Tensor) => tf.sum(tf.square(lora.apply(xi) as tf.Tensor)))(x);
+      const first = dx(); // builds the cache
+      const fc2 = loraLayers(lora)[1].layer;
+      const kernel = fc2.weights.find((w) => w.originalName === 'fc2/kernel')!;
+      const replacement = normal(kernel.shape as number[], 78);
+      kernel.write(replacement);
+      replacement.dispose();
+      const fused = dx();
+      for (const { layer } of loraLayers(lora)) (layer as LoRADense).gradientPath = 'autodiff';
+      const auto = dx();
+      expect(maxRelDiff(fused, auto)).toBeLessThan(1e-5);
+      expect(maxRelDiff(fused, first)).toBeGreaterThan(1e-3);
+      tf.dispose([x, first, fused, auto]);
+      return [base, lora];
+    });
+  });
+
+  it('dropout touches only the adapter input, only while training, with a new mask each call (Dense and Conv2D)', async () => {
+    await leakFree(() => {
+      const dense = mlp();
+      const conv = tfl.sequential({ layers: [tfl.layers.conv2d({ inputShape: [6, 6, 2], filters: 3, kernelSize: 3, padding: 'same', name: 'c', ...seeded(79) })] });
+      for (const [base, x] of [
+        [dense, normal([5, 6], 80)],
+        [conv, normal([2, 6, 6, 2], 81)],
+      ] as const) {
+        const lora = addLoRA(base, { targetModules: base === dense ? 'all-linear' : ['c'], rank: 2, dropout: 0.5 });
+        // B = 0: with dropout on the adapter input only, a training call is the base exactly.
+        const yBase = tf.tidy(() => base.predict(x) as tf.Tensor);
+        const yTrain0 = tf.tidy(() => lora.apply(x, { training: true }) as tf.Tensor);
+        expect(maxRelDiff(yTrain0, yBase)).toBeLessThan(1e-6);
+        perturb(lora, 11);
+        const yEval1 = tf.tidy(() => lora.predict(x) as tf.Tensor);
+        const yEval2 = tf.tidy(() => lora.predict(x) as tf.Tensor);
+        expect(values(yEval1)).toEqual(values(yEval2));
+        const yTrain1 = tf.tidy(() => lora.apply(x, { training: true }) as tf.Tensor);
+        const yTrain2 = tf.tidy(() => lora.apply(x, { training: true }) as tf.Tensor);
+        expect(maxRelDiff(yTrain1, yEval1)).toBeGreaterThan(1e-3);
+        expect(maxRelDiff(yTrain1, yTrain2)).toBeGreaterThan(1e-3);
+        tf.dispose([x, yBase, yTrain0, yEval1, yEval2, yTrain1, yTrain2]);
+        lora.dispose();
+      }
+      return [dense, conv];
+    });
+  });
+
+  it('init "kaiming" is PEFT’s U(±1/√fan_in) (fan_in = in, or in·kh·kw for a convolution)', async () => {
+    await leakFree(() => {
+      const dense = tfl.sequential({ layers: [tfl.layers.dense({ inputShape: [400], units: 30, name: 'd' })] });
+      const conv = tfl.sequential({ layers: [tfl.layers.conv2d({ inputShape: [8, 8, 16], filters: 4, kernelSize: 3, name: 'c' })] });
+      const d = addLoRA(dense, { rank: 8, init: 'kaiming' });
+      const c = addLoRA(conv, { targetModules: ['c'], rank: 8, init: 'kaiming' });
+      for (const [model, fanIn] of [[d, 400], [c, 16 * 9]] as const) {
+        const A = values(loraLayers(model)[0].layer.adapterVariables('default')[0].read());
+        const peak = Math.max(...A.map(Math.abs));
+        expect(peak).toBeLessThanOrEqual(1 / Math.sqrt(fanIn));
+        expect(peak).toBeGreaterThan(0.95 / Math.sqrt(fanIn));
+      }
+      return [dense, conv, d, c];
+    });
+  });
+
+  it('adapter bookkeeping: a second addLoRA keeps trained values, merging a non-active adapter, no silent activation, unload keeps frozen flags, Adam restarts', async () => {
+    await leakFree(async () => {
+      const base = mlp();
+      base.layers[1].trainable = false; // the user's own choice, kept by unload
+      const a = addLoRA(base, { targetModules: ['fc1'], rank: 2, adapterName: 'a' });
+      perturb(a, 12);
+      const b = addLoRA(a, { targetModules: ['fc2'], rank: 2, adapterName: 'b' });
+      const fc1a = (m: tfl.LayersModel) => loraLayers(m).find((l) => l.path === 'fc1')!.layer.adapterVariables('a').map((v) => values(v.read()));
+      expect(fc1a(b)).toEqual(fc1a(a));
+      perturb(b, 13);
+      // Merging "b" while "a" is active: the merged model runs b (fc2) and the base elsewhere.
+      expect(activeAdapter(b)).toBe('a');
+      const merged = mergeAndUnload(b, { adapterName: 'b' });
+      const x = normal([4, 6], 82);
+      setActiveAdapter(b, 'b');
+      const yB = tf.tidy(() => b.predict(x) as tf.Tensor);
+      const yMerged = tf.tidy(() => merged.predict(x) as tf.Tensor);
+      expect(maxRelDiff(yMerged, yB)).toBeLessThan(1e-5);
+      setActiveAdapter(b, 'a');
+      // Deleting b and adding c to fc2 does not make fc2 run c while the model runs a.
+      deleteAdapter(b, 'b');
+      addAdapter(b, { targetModules: ['fc2'], rank: 1, adapterName: 'c' });
+      expect(activeAdapter(b)).toBe('a');
+      expect(loraLayers(b).find((l) => l.path === 'fc2')!.layer.activeAdapter).toBeNull();
+      const plain = unload(b);
+      expect(plain.layers.map((l) => l.trainable)).toEqual([true, false, true]);
+      // A switch on a compiled model restarts Adam: moments and bias correction.
+      const optimizer = tf.train.adam(0.01, 0.8, 0.9);
+      b.compile({ optimizer, loss: 'meanSquaredError' });
+      const y = normal([4, 3], 83);
+      await b.fit(x, y, { epochs: 2, verbose: 0 });
+      const o = optimizer as unknown as { accBeta1: tf.Variable; accBeta2: tf.Variable };
+      expect(o.accBeta1.dataSync()[0]).toBeCloseTo(0.8 ** 3, 6);
+      setActiveAdapter(b, 'c');
+      expect(o.accBeta1.dataSync()[0]).toBeCloseTo(0.8, 6);
+      expect(o.accBeta2.dataSync()[0]).toBeCloseTo(0.9, 6);
+      tf.dispose([x, y, yB, yMerged]);
+      optimizer.dispose();
+      return [base, a, b, merged, plain];
+    });
+  });
+
+  it('refuses unknown config fields and non-models in every entry point, naming them', async () => {
+    await leakFree(() => {
+      const base = mlp();
+      expect(() => addLoRA(base, { rnak: 4 } as never)).toThrow(/config has unknown field\(s\) \["rnak"\]/);
+      expect(() => activeAdapter(null as never)).toThrow(/activeAdapter: model = null is invalid; expected a tf.LayersModel/);
+      expect(() => loraLayers({} as never)).toThrow(/loraLayers: model = .* is invalid/);
+      expect(() => setActiveAdapter(undefined as never, 'a')).toThrow(/setActiveAdapter: model = undefined is invalid/);
+      return [base];
+    });
+  });
+});

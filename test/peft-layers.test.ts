@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   AdapterLoadError,
   ADAPTER_WEIGHTS,
+  activeAdapter,
   addLoRA,
   adapterNames,
   decodeSafetensors,
@@ -125,14 +126,19 @@ describe('PEFT adapters for tfjs Layers models (Embedding, Conv2D, Dense), again
     const dir = fresh('from-peft');
     const { x, tensors } = sample();
     const before = tf.memory().numTensors;
-    const config = { target_modules: ['emb', 'conv', 'conv2', 'fc'], r: 2, lora_alpha: 6, rank_pattern: { conv2: 3 }, alpha_pattern: { fc: 1.5 } };
+    const config = { target_modules: ['emb', 'conv', 'conv2', 'fc'], r: 2, lora_alpha: 6, rank_pattern: { conv2: 3 }, alpha_pattern: { fc: 1.5 }, use_rslora: true };
     const saved = await bridge.call<{ outputs: Outputs; warnings: string[] }>('save_peft', { base: { kind: 'modules', modules: MODULES, state }, adapters: [{ name: 'default', config, seed: 4 }], dir, x });
     expect(saved.warnings).toEqual([]);
     const lora = loadLoRAModel(base, dir);
     const specs = Object.fromEntries(loraLayers(lora).map(({ path, layer }) => [path, layer.adapterSpec('default')]));
-    expect(specs.conv2).toMatchObject({ rank: 3, alpha: 6 });
-    expect(specs.fc).toMatchObject({ rank: 2, alpha: 1.5 });
+    expect(specs.conv2).toMatchObject({ rank: 3, alpha: 6, useRsLora: true });
+    expect(specs.fc).toMatchObject({ rank: 2, alpha: 1.5, useRsLora: true });
     expectClose(ours(lora, tensors), saved.outputs.default.unmerged);
+    // Loaded again into the adapted model (as a second adapter): it becomes the active one.
+    const twice = loadLoRAModel(lora, dir, { adapterName: 'again' });
+    expect(adapterNames(twice)).toEqual(['default', 'again']);
+    expectClose(ours(twice, tensors), saved.outputs.default.unmerged);
+    twice.dispose();
     const merged = mergeAndUnload(lora);
     expectClose(ours(merged, tensors), saved.outputs.default.merged);
     // The base model's own output is not the adapted one: the adapter does something.
@@ -148,7 +154,7 @@ describe('PEFT adapters for tfjs Layers models (Embedding, Conv2D, Dense), again
     const base = tfjsModel();
     const state = torchState(base, `${fresh('state')}.safetensors`);
     const { x, tensors } = sample();
-    const lora = addLoRA(base, { targetModules: ['emb', 'conv', 'conv2'], modulesToSave: ['fc'], rank: 2, alpha: 4, rankPattern: { conv2: 1 } });
+    const lora = addLoRA(base, { targetModules: ['emb', 'conv'], modulesToSave: ['fc', 'conv2'], rank: 2, alpha: 4, rankPattern: { emb: 1 }, alphaPattern: { conv: 3 }, useRsLora: true });
     const rng = new Rng(21);
     for (const { layer } of loraLayers(lora)) {
       for (const v of layer.adapterVariables('default')) {
@@ -164,8 +170,8 @@ describe('PEFT adapters for tfjs Layers models (Embedding, Conv2D, Dense), again
       [
         'base_model.model.conv.lora_A.weight',
         'base_model.model.conv.lora_B.weight',
-        'base_model.model.conv2.lora_A.weight',
-        'base_model.model.conv2.lora_B.weight',
+        'base_model.model.conv2.bias',
+        'base_model.model.conv2.weight',
         'base_model.model.emb.lora_embedding_A',
         'base_model.model.emb.lora_embedding_B',
         'base_model.model.fc.bias',
@@ -174,16 +180,17 @@ describe('PEFT adapters for tfjs Layers models (Embedding, Conv2D, Dense), again
     );
     expect(file.tensors.get('base_model.model.conv.lora_A.weight')!.shape).toEqual([2, 3, 3, 3]);
     expect(file.tensors.get('base_model.model.conv.lora_B.weight')!.shape).toEqual([4, 2, 1, 1]);
-    expect(file.tensors.get('base_model.model.emb.lora_embedding_A')!.shape).toEqual([2, 12]);
-    expect(file.tensors.get('base_model.model.emb.lora_embedding_B')!.shape).toEqual([5, 2]);
+    expect(file.tensors.get('base_model.model.emb.lora_embedding_A')!.shape).toEqual([1, 12]);
+    expect(file.tensors.get('base_model.model.emb.lora_embedding_B')!.shape).toEqual([5, 1]);
     const loaded = await bridge.call<{ outputs: Outputs; warnings: string[]; config: { ranks: Record<string, number>; modules_to_save: string[] } }>('load_ours', {
       base: { kind: 'modules', modules: MODULES, state },
       adapters: [{ name: 'default', dir }],
       x,
     });
     expect(loaded.warnings).toEqual([]);
-    expect(loaded.config.ranks).toMatchObject({ emb: 2, conv: 2, conv2: 1 });
-    expect(loaded.config.modules_to_save).toEqual(['fc']);
+    expect(loaded.config.ranks).toMatchObject({ emb: 1, conv: 2 });
+    expect(loaded.config.modules_to_save).toEqual(['conv2', 'fc']);
+    expect(file.tensors.get('base_model.model.conv2.weight')!.shape).toEqual([2, 3, 3, 2]);
     const mine = ours(lora, tensors);
     expectClose(loaded.outputs.default.unmerged, mine);
     expectClose(loaded.outputs.default.merged, mine);
@@ -194,6 +201,10 @@ describe('PEFT adapters for tfjs Layers models (Embedding, Conv2D, Dense), again
     for (const { layer } of loraLayers(lora)) {
       layer.adapterVariables('again').forEach((v, i) => expect([...v.read().dataSync()]).toEqual([...layer.adapterVariables('default')[i].read().dataSync()]));
     }
+    // Loading over the active adapter replaces it and keeps it active.
+    loadAdapter(lora, dir);
+    expect(activeAdapter(lora)).toBe('default');
+    expectClose(ours(lora, tensors), mine);
     tf.dispose(tensors);
     lora.dispose();
     base.dispose();

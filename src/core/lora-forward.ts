@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { withCustomGrad } from './custom-grad.js';
+import { withLazyGrad } from './custom-grad.js';
 
 /**
  * The arithmetic of a LoRA linear layer, kept apart from the layer's state.
@@ -81,8 +81,9 @@ function addBias(y: tf.Tensor2D, bias: tf.Tensor1D | undefined): tf.Tensor2D {
  * x·W + s·(xd·A)·B with a backward pass made of untransposed matMuls:
  *   g  = s·dy·Bᵀ          dB = s·(xd·A)ᵀ·dy        dA = xdᵀ·g
  *   dx = dy·Wᵀ (+ g·Aᵀ, into xd)
- * x and xd are inputs only when their gradient is needed; when xd is x, one input
- * carries both terms.
+ * Each gradient is computed only when tfjs asks for it (an input gradient only when
+ * something upstream trains). With `needsInputGrad` false, x is not an input at all;
+ * when xd is x, one input carries both terms.
  */
 function fusedLoRA(
   x: tf.Tensor2D,
@@ -92,26 +93,25 @@ function fusedLoRA(
   needsInputGrad: boolean,
 ): tf.Tensor2D {
   const W = base.weight;
-  const WT = needsInputGrad ? cachedTranspose(base) : null;
   const s = term.scale;
   const separateXd = needsInputGrad && xd !== x;
   const inputs = [term.A, term.B, ...(needsInputGrad ? [x] : []), ...(separateXd ? [xd] : [])];
 
-  const f = withCustomGrad(([A, B], save) => {
+  const f = withLazyGrad(([A, B], save) => {
     const xa = tf.matMul(xd, A);
     // Whatever the backward pass reads must be saved: unsaved intermediates are freed.
     save([A, B, xa, xd]);
     return {
       value: tf.add(tf.matMul(x, W), tf.mul(tf.matMul(xa, B), s)),
       gradFunc: (dy, [Asaved, Bsaved, xaSaved, xdSaved]) => {
-        const sdy = tf.mul(dy, s) as tf.Tensor2D;
-        const dB = tf.matMul(tf.transpose(xaSaved), sdy);
-        const g = tf.matMul(sdy, tf.transpose(Bsaved));
-        const dA = tf.matMul(tf.transpose(xdSaved), g);
-        if (WT === null) return [dA, dB];
-        const dxBase = tf.matMul(dy as tf.Tensor2D, WT);
-        const dxLora = tf.matMul(g, tf.transpose(Asaved));
-        return separateXd ? [dA, dB, dxBase, dxLora] : [dA, dB, tf.add(dxBase, dxLora)];
+        // g is cheap (n × out × r): each thunk that needs it computes it.
+        const g = () => tf.matMul(tf.mul(dy, s) as tf.Tensor2D, tf.transpose(Bsaved));
+        const dA = () => tf.matMul(tf.transpose(xdSaved), g());
+        const dB = () => tf.matMul(tf.transpose(xaSaved), tf.mul(dy, s) as tf.Tensor2D);
+        if (!needsInputGrad) return [dA, dB];
+        const dxBase = () => tf.matMul(dy as tf.Tensor2D, cachedTranspose(base));
+        const dxLora = () => tf.matMul(g(), tf.transpose(Asaved));
+        return separateXd ? [dA, dB, dxBase, dxLora] : [dA, dB, () => tf.add(dxBase(), dxLora())];
       },
     };
   });

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { type ModuleRole, patternValue, resolveRoles } from '../core/targets.js';
-import { activeAdapter, adaptModel, adapterNames, loraLayers } from '../layers/add-lora.js';
+import { activeAdapter, adaptModel, adapterNames, loraLayers, setActiveAdapter } from '../layers/add-lora.js';
 import { type LayerAdapterSpec, LoRALayer, checkAdapterName } from '../layers/lora-layer.js';
 import { checkModel, modelLayers, refreshTrainableWeights } from '../layers/model-graph.js';
 import { describe } from '../util/validate.js';
@@ -301,6 +301,7 @@ export function deserializeLoRAModel(model: tfl.LayersModel, adapter: { weights:
     const adapted = adaptModel(model, prepared.name, new Map([...prepared.layers].map(([path, { spec }]) => [path, spec])));
     const byPath = new Map(modelLayers(adapted).map(({ path, layer }) => [path, layer]));
     for (const [path, { spec, values }] of prepared.layers) (byPath.get(path) as LoRALayer).adapterVariables(spec.name).forEach((v, i) => v.write(values[i]));
+    setActiveAdapter(adapted, prepared.name);
     return adapted;
   } finally {
     disposePreparedLayers(prepared);

@@ -40,8 +40,12 @@ interface Plan {
   specs: Map<string, LayerAdapterSpec>;
 }
 
+const CONFIG_FIELDS = new Set(['rank', 'alpha', 'dropout', 'useRsLora', 'init', 'seed', 'targetModules', 'excludeModules', 'rankPattern', 'alphaPattern', 'modulesToSave', 'adapterName']);
+
 function plan(where: string, model: tfl.LayersModel, config: LayersLoRAConfig): Plan {
-  if (config === null || typeof config !== 'object') throw new Error(`${where}: config = ${describe(config)} is invalid; expected an options object`);
+  if (config === null || typeof config !== 'object' || Array.isArray(config)) throw new Error(`${where}: config = ${describe(config)} is invalid; expected an options object`);
+  const unknown = Object.keys(config).filter((k) => !CONFIG_FIELDS.has(k));
+  if (unknown.length > 0) throw new Error(`${where}: config has unknown field(s) ${describe(unknown)}; expected only ${[...CONFIG_FIELDS].join(', ')}`);
   const adapterName = checkAdapterName(where, config.adapterName ?? 'default');
   const resolved = resolveLoRAConfig(where, config);
   const leaves = modelLayers(model);
@@ -177,6 +181,7 @@ const LORA_CLASS_NAMES: Readonly<Record<string, true>> = Object.fromEntries(Obje
 
 /** The LoRA layers of a model, with their paths. */
 export function loraLayers(model: tfl.LayersModel): Array<{ path: string; layer: LoRALayer }> {
+  checkModel('loraLayers', model);
   return modelLayers(model).flatMap(({ path, layer }) => (layer instanceof LoRALayer ? [{ path, layer }] : []));
 }
 
@@ -195,6 +200,7 @@ export function adapterNames(model: tfl.LayersModel): string[] {
 
 /** The adapter the model runs and trains, or null when adapters are disabled (base only). */
 export function activeAdapter(model: tfl.LayersModel): string | null {
+  checkModel('activeAdapter', model);
   for (const { layer } of loraLayers(model)) if (layer.activeAdapter !== null) return layer.activeAdapter;
   return null;
 }

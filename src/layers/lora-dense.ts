@@ -23,7 +23,7 @@ export class LoRADense extends LoRALayer {
   static readonly className = 'LoRADense';
   /** How gradients are computed: `auto` picks the fused path on wasm/cpu. */
   gradientPath: GradientPath = 'auto';
-  private cache: { source: object; weightT: tf.Tensor2D } | null = null;
+  private frozenState: { source: object; biasSource: object | undefined; base: FrozenLinear } | null = null;
 
   constructor(args: LoRALayerArgs) {
     super(args);
@@ -52,31 +52,32 @@ export class LoRADense extends LoRALayer {
   }
 
   protected loraCall(x: tf.Tensor, adapter: ActiveFactors): tf.Tensor {
-    const { kernel, bias, units, activation } = this.dense;
+    const { kernel, units, activation } = this.dense;
     const inFeatures = kernel.shape[0] as number;
     const lead = x.shape.slice(0, -1);
     const x2 = (x.rank === 2 ? x : tf.reshape(x, [-1, inFeatures])) as tf.Tensor2D;
-    const weight = kernel.read() as tf.Tensor2D;
-    const frozen: FrozenLinear = { weight, bias: bias?.read() as tf.Tensor1D | undefined, weightT: this.cachedTranspose(weight) };
-    const y = linearForward(
-      x2,
-      frozen,
-      { A: adapter.A as tf.Tensor2D, B: adapter.B as tf.Tensor2D, scale: adapter.scale },
-      { dropout: adapter.dropout, path: this.gradientPath, needsInputGrad: !(adapter.training && this.inputsAreModelInputs()) },
-    );
-    // linearForward builds Wᵀ (kept) the first time a backward pass needs it.
-    if (frozen.weightT !== undefined && this.cache?.weightT !== frozen.weightT) this.cache = { source: weight.dataId, weightT: frozen.weightT };
+    // The input gradient is computed only when tfjs asks for it (lazy gradients), so a
+    // layer fed by the model's inputs never pays for it under fit.
+    const y = linearForward(x2, this.frozen(), { A: adapter.A as tf.Tensor2D, B: adapter.B as tf.Tensor2D, scale: adapter.scale }, { dropout: adapter.dropout, path: this.gradientPath, needsInputGrad: true });
     const shaped = x.rank === 2 ? y : tf.reshape(y, [...lead, units]);
     return activation.apply(shaped);
   }
 
-  /** The cached Wᵀ of the current kernel, if any (dropped when the kernel is replaced). */
-  private cachedTranspose(weight: tf.Tensor2D): tf.Tensor2D | undefined {
-    if (this.cache === null) return undefined;
-    if (this.cache.source === weight.dataId && !this.cache.weightT.isDisposed) return this.cache.weightT;
-    this.cache.weightT.dispose();
-    this.cache = null;
-    return undefined;
+  /**
+   * The frozen weight as the forward math reads it, kept between calls so that its cached
+   * Wᵀ (built by the first backward pass that needs it) is reused; rebuilt (and the old Wᵀ
+   * freed) when the kernel's buffer is replaced, e.g. by `setWeights`.
+   */
+  private frozen(): FrozenLinear {
+    const { kernel, bias } = this.dense;
+    const weight = kernel.read() as tf.Tensor2D;
+    const b = bias?.read() as tf.Tensor1D | undefined;
+    const state = this.frozenState;
+    if (state !== null && state.source === weight.dataId && state.biasSource === b?.dataId) return state.base;
+    state?.base.weightT?.dispose();
+    const base: FrozenLinear = { weight, bias: b };
+    this.frozenState = { source: weight.dataId, biasSource: b?.dataId, base };
+    return base;
   }
 
   protected delta(A: tf.Tensor, B: tf.Tensor, scale: number): tf.Tensor {
@@ -86,8 +87,8 @@ export class LoRADense extends LoRALayer {
   override dispose(): ReturnType<tfl.layers.Layer['dispose']> {
     const result = super.dispose();
     if (result.refCountAfterDispose === 0) {
-      this.cache?.weightT.dispose();
-      this.cache = null;
+      this.frozenState?.base.weightT?.dispose();
+      this.frozenState = null;
     }
     return result;
   }

@@ -99,6 +99,10 @@ export abstract class LoRALayer extends tfl.layers.Layer {
     this.base = factory({ ...baseConfig, name: this.name, trainable: false });
     this.pending = [...(args.adapters ?? [])];
     this.active = args.activeAdapter === undefined ? (this.pending[0]?.name ?? null) : args.activeAdapter;
+    // Checked before any weight exists: a bad config (e.g. an edited model.json) leaks nothing.
+    if (this.active !== null && !this.pending.some((p) => p.name === this.active)) {
+      throw new Error(`${this.getClassName()} ${this.name}: activeAdapter = ${describe(this.active)} is not one of its adapters ${describe(this.pending.map((p) => p.name))}`);
+    }
     this.supportsMasking = (this.base as unknown as { supportsMasking: boolean }).supportsMasking;
   }
 
@@ -179,7 +183,7 @@ export abstract class LoRALayer extends tfl.layers.Layer {
     return this.state(name).spec;
   }
 
-  /** Add an adapter (not made active unless it is the first). */
+  /** Add an adapter (not made active: use the model-wide `setActiveAdapter`). */
   addAdapter(spec: LayerAdapterSpec): void {
     this.checkNewAdapter(spec);
     if (!this.built) {
@@ -187,7 +191,6 @@ export abstract class LoRALayer extends tfl.layers.Layer {
     } else {
       this.createAdapter(spec);
     }
-    if (this.active === null && this.states.size + this.pending.length === 1) this.active = spec.name;
   }
 
   /** Check (without changing anything) that `spec` can be added. */
@@ -198,7 +201,10 @@ export abstract class LoRALayer extends tfl.layers.Layer {
     }
   }
 
-  /** Make `name` the active adapter, or null for the base alone. */
+  /**
+   * Make `name` this layer's active adapter, or null for the base alone. Prefer the
+   * model-wide `setActiveAdapter(model, name)`, which also updates a compiled model.
+   */
   setActiveAdapter(name: string | null): void {
     if (name !== null) this.state(name);
     this.active = name;
@@ -264,7 +270,7 @@ export abstract class LoRALayer extends tfl.layers.Layer {
       if (state.spec.kind === 'full') return this.withBaseWeights(state.vars, () => this.base.call(x, kwargs as never));
       const spec = state.spec;
       const dropout = kwargs.training === true && spec.dropout > 0 ? { rate: spec.dropout, seed: state.rng.int(2 ** 31) } : null;
-      return this.loraCall(x, { A: state.vars[0].read(), B: state.vars[1].read(), scale: loraScale(spec), dropout, training: kwargs.training === true });
+      return this.loraCall(x, { A: state.vars[0].read(), B: state.vars[1].read(), scale: loraScale(spec), dropout });
     });
   }
 
@@ -286,13 +292,6 @@ export abstract class LoRALayer extends tfl.layers.Layer {
 
   /** Field names of the wrapped layer's weights, in `baseVariables()` order. */
   protected abstract baseWeightFields(): string[];
-
-  /** True when every input of this layer is a model input (nothing upstream trains). */
-  protected inputsAreModelInputs(): boolean {
-    const nodes = this.inboundNodes;
-    if (nodes.length === 0) return false;
-    return nodes.every((node) => node.inboundLayers.every((l) => l.getClassName() === 'InputLayer'));
-  }
 
   // ---- merging -------------------------------------------------------------------------
 
@@ -368,11 +367,6 @@ export interface ActiveFactors {
   B: tf.Tensor;
   scale: number;
   dropout: { rate: number; seed: number } | null;
-  /**
-   * A training call (fit, trainOnBatch). tfjs never differentiates a model's inputs while
-   * training, so a layer fed by them skips its input gradient then (and only then).
-   */
-  training: boolean;
 }
 
 function variable(value: tf.Tensor, name: string, trainable: boolean): tfl.LayerVariable {
