@@ -1,18 +1,29 @@
 #!/usr/bin/env -S npx tsx
 /**
- * `npm run bench [-- --json] [-- --quick]`: speed and memory of LoRA training on the active
- * backend, in one process so that ratios are comparable. Prints tables (or JSON).
+ * `npm run bench [-- --json] [-- --quick] [-- --layers | --layers-only]`: speed and memory of
+ * LoRA training on the active backend, in one process so that ratios are comparable. Prints
+ * tables (or JSON).
  *
  * Shape: the reference's demo 1, 512 → 2048 → 2048 → 128, batch 32, rank 8, Adam.
+ *
+ * `--layers` adds the tfjs Layers-model sections (7, 8: `addLoRA` + `trainOnBatch` against
+ * `LoRAMLP` and plain tfjs full fine-tuning, and a small CNN); `--layers-only` runs just
+ * those. They are opt-in because they add ~45–65 s (plain tfjs full fine-tuning takes 1–2 s
+ * a step on wasm) to a default run that already takes ~1.5–3 min on a shared machine.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
 import {
   LoRAMLP,
   MLP,
+  addLoRA,
   backendSummary,
   disableWasmMatMulFastPath,
   enableWasmMatMulFastPath,
   initBackend,
+  layersParameterCounts,
+  loraLayers,
+  maxAbsDiff,
   timeIt,
   type GradientPath,
   type Model,
@@ -20,6 +31,8 @@ import {
 
 const json = process.argv.includes('--json');
 const quick = process.argv.includes('--quick');
+const layersOnly = process.argv.includes('--layers-only');
+const withLayers = layersOnly || process.argv.includes('--layers');
 const RUNS = quick ? 5 : 15;
 const DIMS = [512, 2048, 2048, 128];
 const BATCH = 32;
@@ -110,16 +123,49 @@ async function memoryProfile(model: Model, x: tf.Tensor2D, y: tf.Tensor2D) {
  * a shared machine's drift hits every variant alike and their ratios stay stable.
  */
 async function interleaved(variants: ReadonlyArray<() => Promise<void>>, rounds: number, warmup = 3): Promise<number[]> {
-  const samples = variants.map(() => [] as number[]);
+  return (await interleavedSamples(variants, rounds, warmup)).wall.map((s) => quantile(s, 0.5));
+}
+
+/**
+ * The samples behind `interleaved`: `wall[i][r]` is variant i's wall time in round r, `cpu[i][r]`
+ * the process's CPU time (user + system, all threads) over the same run, which other load on a
+ * shared machine inflates less than wall time. With `alternate`, odd rounds run the
+ * variants in reverse order (v1 v2 v2 v1 …), so that what one variant leaves behind (garbage
+ * to collect, a cold cache) does not always land on the same neighbour.
+ */
+async function interleavedSamples(variants: ReadonlyArray<() => Promise<void>>, rounds: number, warmup = 3, alternate = false): Promise<{ wall: number[][]; cpu: number[][] }> {
+  const wall = variants.map(() => [] as number[]);
+  const cpu = variants.map(() => [] as number[]);
   for (const v of variants) for (let i = 0; i < warmup; i++) await v();
   for (let r = 0; r < rounds; r++) {
-    for (const [i, v] of variants.entries()) {
+    const order = [...variants.keys()];
+    if (alternate && r % 2 === 1) order.reverse();
+    for (const i of order) {
+      const c = process.cpuUsage();
       const t = performance.now();
-      await v();
-      samples[i].push(performance.now() - t);
+      await variants[i]();
+      wall[i].push(performance.now() - t);
+      const d = process.cpuUsage(c);
+      cpu[i].push((d.user + d.system) / 1000);
     }
   }
-  return samples.map((s) => s.sort((p, q) => p - q)[s.length >> 1]);
+  return { wall, cpu };
+}
+
+/** The q-quantile of samples (q = 0.5: the upper median, as `interleaved` has always reported). */
+function quantile(samples: readonly number[], q: number): number {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+}
+
+/** `p25–p75` of samples: the spread printed beside a median. */
+function iqr(samples: readonly number[], digits = 1): string {
+  return `${quantile(samples, 0.25).toFixed(digits)}–${quantile(samples, 0.75).toFixed(digits)}`;
+}
+
+/** Per-round ratios a[r] / b[r] of two interleaved variants: drift common to a round cancels. */
+function pairedRatios(a: readonly number[], b: readonly number[]): number[] {
+  return a.map((v, r) => v / b[r]);
 }
 
 /** One Adam step of `model` (own optimizer, gradient path set for the call). */
@@ -144,7 +190,13 @@ async function main(): Promise<void> {
   const backend = await initBackend();
   const results: Record<string, unknown> = { backend: backendSummary(), node: process.version, dims: DIMS, batch: BATCH, rank: RANK };
   say(`lora-tfjs benchmark — backend: ${backendSummary()}, Node ${process.version}, ${DIMS.join('→')}, batch ${BATCH}, rank ${RANK}, median of ${RUNS} runs`);
+  if (!layersOnly) await mlpSections(backend, results);
+  if (withLayers) await layersSections(backend, results);
+  if (json) console.log(JSON.stringify(results, null, 2));
+}
 
+/** Sections 1–6: `LoRAMLP` / `MLP` (the library's own models). */
+async function mlpSections(backend: string, results: Record<string, unknown>): Promise<void> {
   // 1. matMul throughput: the shapes a step needs, and the layouts autodiff would use.
   const shapes: Array<{ name: string; a: number[]; b: number[]; tA?: boolean; tB?: boolean; floor?: boolean }> = [
     { name: 'fwd layer 1  x·W1', a: [BATCH, 512], b: [512, 2048], floor: true },
@@ -311,7 +363,241 @@ async function main(): Promise<void> {
   lora.dispose();
   full.dispose();
   tf.dispose([x, y]);
-  if (json) console.log(JSON.stringify(results, null, 2));
+}
+
+/**
+ * Sections 7–8 (`--layers`): LoRA on tfjs Layers models, the path most users take —
+ * `addLoRA(model)` turns a model's Dense/Conv2D layers into LoRADense/LoRAConv2D (frozen base,
+ * fused gradient on wasm/cpu) and tfjs's own `compile` + `trainOnBatch` train it.
+ *
+ * 7. Demo-1 shape as a `tf.sequential` of Dense 512→2048 (relu) →2048 (relu) →128, batch 32,
+ *    rank 8, alpha 16, Adam 1e-3, MSE, one `model.trainOnBatch(x, y)` per step:
+ *    (a) `addLoRA(model, { rank: 8, alpha: 16 })` (all three Dense layers, 'all-linear'),
+ *    (b) `LoRAMLP`'s fused step (section 3's `stepper`) on the same base weights,
+ *    (c) plain tfjs full fine-tuning of the same Sequential (every weight trainable), and
+ *    (c′) the same with lora-tfjs's BatchMatMul override (wasm only).
+ *    Two interleaved sets — (a, b) over many rounds for the ≤ 1.1× target, (a, c, c′) over
+ *    fewer, since (c) takes seconds a step — each with its own ratios, the order reversed
+ *    every other round. Printed: ratios of the medians (the target is judged on wall time, as
+ *    section 6's are) and the median of the per-round ratios, in wall time and in process
+ *    CPU time — which a shared machine's other load inflates less, but which counts every
+ *    thread of the process (V8's GC helpers too), so it can exceed wall time. Also: (a) and
+ *    (b) trained from one init for a few steps (same loss?), and (a)'s tensor count.
+ *
+ *    On wasm, (a) and (b) run the same large kernels (same matMuls, Wᵀ cached once, no input
+ *    gradient for the first layer, 6 Adam variables each); what (a) adds is tfjs-layers'
+ *    graph executor and loss (a dozen kernels on [32, 128] tensors), ~0.5 ms a step.
+ * 8. A small CNN, [32, 28, 28, 1] → conv 3×3×32 relu → conv 3×3×64 relu → maxPool 2 →
+ *    flatten → dense 128 relu → dense 10 softmax, cross-entropy: rank-4 LoRA on both convs
+ *    and both denses vs full fine-tuning; then LoRA with conv1 frozen (no gradient has to
+ *    flow back through conv2: a frozen conv's input gradient, Conv2DBackpropInput, is the
+ *    costliest kernel of the step on wasm), and LoRA vs full fine-tuning of the denses
+ *    alone (convs frozen: no conv backward at all). Training a conv (its kernel, or LoRA's
+ *    kh×kw A factor) needs the `Conv2DBackpropFilter` kernel, which stock wasm lacks
+ *    (lora-tfjs registers one, `runtime/wasm-kernels.ts`): a row whose step throws is
+ *    printed as unavailable with the error.
+ */
+async function layersSections(backend: string, results: Record<string, unknown>): Promise<void> {
+  const rounds = quick ? 10 : 40;
+  const slowRounds = quick ? 3 : 7;
+  const numericSteps = quick ? 5 : 10;
+  const out: Record<string, unknown> = {};
+  results.layers = out;
+  const ms = (v: number) => Number(v.toFixed(2));
+  const seeded = (seed: number) => ({ kernelInitializer: tfl.initializers.glorotUniform({ seed }), biasInitializer: tfl.initializers.randomUniform({ minval: -0.05, maxval: 0.05, seed: seed + 1 }) });
+
+  // ---- 7. demo-1 shape -------------------------------------------------------------------
+  const x = tf.randomNormal([BATCH, DIMS[0]], 0, 1, 'float32', 1) as tf.Tensor2D;
+  const y = tf.randomNormal([BATCH, DIMS[DIMS.length - 1]], 0, 1, 'float32', 2) as tf.Tensor2D;
+  const seq = tfl.sequential({
+    layers: DIMS.slice(1).map((units, i) =>
+      tfl.layers.dense({ ...(i === 0 ? { inputShape: [DIMS[0]] } : {}), units, activation: i < DIMS.length - 2 ? 'relu' : 'linear', name: `fc${i + 1}`, ...seeded(10 + 2 * i) }),
+    ),
+  });
+  const adapted = addLoRA(seq, { rank: RANK, alpha: 16 });
+  adapted.compile({ optimizer: tf.train.adam(1e-3), loss: 'meanSquaredError' });
+  // (b) on the Sequential's kernels and biases, with the same A (B starts at zero in both).
+  const mlp = new LoRAMLP(DIMS, {
+    rank: RANK,
+    alpha: 16,
+    weights: seq.layers.map((l) => ({ weight: (l as unknown as { kernel: tfl.LayerVariable }).kernel.read() as tf.Tensor2D, bias: (l as unknown as { bias: tfl.LayerVariable }).bias.read() as tf.Tensor1D })),
+  });
+  const adaptedLayers = loraLayers(adapted);
+  adaptedLayers.forEach(({ layer }, i) => layer.adapterVariables('default')[0].write(mlp.layers[i].adapter().A));
+  const trainableA = adapted.trainableWeights.length;
+
+  // Numerics: the same steps from the same init.
+  const outputGap = () => tf.tidy(() => maxAbsDiff(adapted.predict(x) as tf.Tensor, mlp.predict(x)));
+  const gap0 = outputGap();
+  const lossesA: number[] = [];
+  const lossesB: number[] = [];
+  const numericOpt = tf.train.adam(1e-3);
+  const mlpVars = mlp.trainableVariables();
+  for (let i = 0; i < numericSteps; i++) {
+    lossesA.push((await adapted.trainOnBatch(x, y)) as number);
+    const l = numericOpt.minimize(() => tf.mean(tf.squaredDifference(mlp.apply(x, { training: true }), y)) as tf.Scalar, true, mlpVars);
+    lossesB.push((await l!.data())[0]);
+    l!.dispose();
+  }
+  numericOpt.dispose();
+  const gapN = outputGap();
+  const maxLossRel = Math.max(...lossesA.map((a, i) => Math.abs(a - lossesB[i]) / Math.abs(lossesB[i])));
+
+  // Leak check: tensors around steps of (a), after the warm-up above (Adam slots, Wᵀ cache).
+  const tensorsBefore = tf.memory().numTensors;
+  for (let i = 0; i < numericSteps; i++) await adapted.trainOnBatch(x, y);
+  const tensorGrowth = tf.memory().numTensors - tensorsBefore;
+
+  // Timing set 1: (a) vs (b).
+  const stepA = async () => {
+    await adapted.trainOnBatch(x, y);
+  };
+  const sB = stepper(mlp, 'fused', x, y);
+  const set1 = await interleavedSamples([stepA, sB.run], rounds, 3, true);
+  sB.dispose();
+
+  // Timing set 2: (a) vs full fine-tuning (c), (c′). `seq` itself: training replaces its
+  // weights' buffers, which the adapted model's frozen copies keep (see addLoRA).
+  seq.compile({ optimizer: tf.train.adam(1e-3), loss: 'meanSquaredError' });
+  const stepC = async () => {
+    await seq.trainOnBatch(x, y);
+  };
+  const stepC2 = async () => {
+    enableWasmMatMulFastPath();
+    try {
+      await seq.trainOnBatch(x, y);
+    } finally {
+      disableWasmMatMulFastPath();
+    }
+  };
+  const set2 = await interleavedSamples([stepA, stepC, ...(backend === 'wasm' ? [stepC2] : [])], slowRounds, 2, true);
+
+  const med = (s: number[]) => quantile(s, 0.5);
+  const [tA, tB] = set1.wall;
+  const [tA2, tC, tC2] = set2.wall;
+  const [cA, cB] = set1.cpu;
+  const [cA2, cC, cC2] = set2.cpu;
+  const counts = layersParameterCounts(adapted);
+  const fullCount = seq.countParams();
+  const vs = (t: number[], ref: number[], name: string) => `${(med(t) / med(ref)).toFixed(2)} × ${name}`;
+  const stepRow = (step: string, set: number, trainable: number, wall: number[], cpu: number[], ratio: string) => ({ step, set, trainable, 'median ms': med(wall), 'p25–p75 ms': iqr(wall), 'cpu ms': med(cpu), ratio });
+  table(`Layers model, demo-1 shape: one Adam step, batch ${BATCH} (set 1: ${rounds} interleaved rounds; set 2: ${slowRounds}; ratios within a set, of wall-time medians)`, [
+    stepRow('(a) addLoRA r=8 Sequential, trainOnBatch', 1, counts.trainable, tA, cA, vs(tA, tB, '(b)')),
+    stepRow('(b) LoRAMLP r=8, fused step (minimize)', 1, mlp.parameterCounts().trainable, tB, cB, ''),
+    stepRow('(a) addLoRA r=8 Sequential, trainOnBatch', 2, counts.trainable, tA2, cA2, ''),
+    stepRow('(c) plain tfjs full fine-tuning, trainOnBatch', 2, fullCount, tC, cC, vs(tC, tA2, '(a)')),
+    ...(tC2 !== undefined ? [stepRow("(c') (c) + BatchMatMul override", 2, fullCount, tC2, cC2, vs(tC2, tA2, '(a)'))] : []),
+  ]);
+  // The target is judged, as section 6's are, on the ratio of the two wall-time medians; the
+  // per-round ratios (their median and spread) and CPU time show how far noise could move it.
+  const ratioRow = (ratio: string, clock: string, a: number[], b: number[], limit?: number) => {
+    const paired = pairedRatios(a, b);
+    const ofMedians = med(a) / med(b);
+    return { ratio, clock, 'of medians': ofMedians, 'per-round median': med(paired), 'per-round p25–p75': iqr(paired, 3), limit: limit === undefined ? '' : `≤ ${limit.toFixed(2)}`, result: limit === undefined ? '' : ofMedians <= limit ? 'PASS' : 'FAIL' };
+  };
+  const ratioRows = [
+    ratioRow('(a)/(b)  Layers LoRA / LoRAMLP fused', 'wall', tA, tB, 1.1),
+    ratioRow('(a)/(b)  Layers LoRA / LoRAMLP fused', 'cpu', cA, cB),
+    ratioRow('(c)/(a)  full fine-tuning / Layers LoRA', 'wall', tC, tA2),
+    ratioRow('(c)/(a)  full fine-tuning / Layers LoRA', 'cpu', cC, cA2),
+    ...(tC2 !== undefined ? [ratioRow("(c')/(a) full FT + override / Layers LoRA", 'wall', tC2, tA2)] : []),
+  ];
+  table('Layers model, demo-1 shape: ratios (of the medians; and the median and p25–p75 of the per-round ratios)', ratioRows);
+  table(`Layers model vs LoRAMLP: ${numericSteps} Adam steps from one init (same base, same A, B = 0)`, [
+    { check: 'loss at step 1, (a) / (b)', value: `${lossesA[0].toPrecision(7)} / ${lossesB[0].toPrecision(7)}` },
+    { check: `loss at step ${numericSteps}, (a) / (b)`, value: `${lossesA[numericSteps - 1].toPrecision(7)} / ${lossesB[numericSteps - 1].toPrecision(7)}` },
+    { check: 'max |loss(a) − loss(b)| / loss(b) over the steps', value: maxLossRel.toExponential(2) },
+    { check: 'max |output(a) − output(b)| before / after', value: `${gap0.toExponential(2)} / ${gapN.toExponential(2)}` },
+    { check: `trainable variables (a) / (b)`, value: `${trainableA} / ${mlpVars.length}` },
+    { check: `tensors gained over ${numericSteps} more steps of (a)`, value: `${tensorGrowth} (${tensorGrowth === 0 ? 'PASS' : 'FAIL'})` },
+  ]);
+  const abTarget = ratioRows[0]['of medians'];
+  out.demo1 = {
+    rounds,
+    slowRounds,
+    samplesMs: { a: tA.map(ms), b: tB.map(ms), aSet2: tA2.map(ms), c: tC.map(ms), ...(tC2 !== undefined ? { cOverride: tC2.map(ms) } : {}) },
+    cpuSamplesMs: { a: cA.map(ms), b: cB.map(ms), aSet2: cA2.map(ms), c: cC.map(ms), ...(cC2 !== undefined ? { cOverride: cC2.map(ms) } : {}) },
+    medianMs: { a: med(tA), b: med(tB), aSet2: med(tA2), c: med(tC), ...(tC2 !== undefined ? { cOverride: med(tC2) } : {}) },
+    ratios: Object.fromEntries(ratioRows.map((r) => [`${r.ratio.split(' ')[0]} ${r.clock}`, { ofMedians: r['of medians'], perRoundMedian: r['per-round median'] }])),
+    targetAOverB: { limit: 1.1, measured: abTarget, pass: abTarget <= 1.1 },
+    numerics: { lossesA, lossesB, maxLossRel, outputGapBefore: gap0, outputGapAfter: gapN },
+    tensorGrowth,
+  };
+  adapted.dispose();
+  seq.dispose();
+  mlp.dispose();
+  tf.dispose([x, y]);
+
+  // ---- 8. small CNN ----------------------------------------------------------------------
+  const cnn = () =>
+    tfl.sequential({
+      layers: [
+        tfl.layers.conv2d({ inputShape: [28, 28, 1], filters: 32, kernelSize: 3, activation: 'relu', name: 'conv1', ...seeded(20) }),
+        tfl.layers.conv2d({ filters: 64, kernelSize: 3, activation: 'relu', name: 'conv2', ...seeded(22) }),
+        tfl.layers.maxPooling2d({ poolSize: 2, name: 'pool' }),
+        tfl.layers.flatten({ name: 'flatten' }),
+        tfl.layers.dense({ units: 128, activation: 'relu', name: 'fc1', ...seeded(24) }),
+        tfl.layers.dense({ units: 10, activation: 'softmax', name: 'fc2', ...seeded(26) }),
+      ],
+    });
+  const cx = tf.randomNormal([BATCH, 28, 28, 1], 0, 1, 'float32', 5);
+  const cy = tf.tidy(() => tf.oneHot(tf.tensor1d(Array.from({ length: BATCH }, (_, i) => (i * 7) % 10), 'int32'), 10));
+  const compiled = (m: tfl.LayersModel) => {
+    m.compile({ optimizer: tf.train.adam(1e-3), loss: 'categoricalCrossentropy' });
+    return m;
+  };
+  const base = cnn();
+  const frozenConvs = (m: tfl.LayersModel) => {
+    for (const l of m.layers) if (l.getClassName() === 'Conv2D') l.trainable = false;
+    return m;
+  };
+  // `ref`: the row a variant is compared with (the LoRA row training the same layers).
+  const cnnVariants: Array<{ step: string; model: tfl.LayersModel; ref: number }> = [
+    { step: 'LoRA r=4 on conv1, conv2, fc1, fc2', model: compiled(addLoRA(base, { targetModules: ['conv1', 'conv2', 'fc1', 'fc2'], rank: 4, alpha: 8 })), ref: 0 },
+    { step: 'full fine-tuning (every weight)', model: compiled(cnn()), ref: 0 },
+    { step: 'LoRA r=4 on conv2, fc1, fc2 (conv1 frozen)', model: compiled(addLoRA(base, { targetModules: ['conv2', 'fc1', 'fc2'], rank: 4, alpha: 8 })), ref: 0 },
+    { step: 'LoRA r=4 on fc1, fc2 (convs frozen)', model: compiled(addLoRA(base, { targetModules: ['fc1', 'fc2'], rank: 4, alpha: 8 })), ref: 3 },
+    { step: 'full fine-tuning of fc1, fc2 (convs frozen)', model: compiled(frozenConvs(cnn())), ref: 3 },
+  ];
+  // A step that throws (a missing kernel) is reported, not timed.
+  const failure = new Map<string, string>();
+  for (const v of cnnVariants) {
+    try {
+      await v.model.trainOnBatch(cx, cy);
+    } catch (err) {
+      failure.set(v.step, (err as Error).message.split('\n')[0]);
+    }
+  }
+  const runnable = cnnVariants.filter((v) => !failure.has(v.step));
+  const cnnTimes = await interleavedSamples(runnable.map((v) => async () => {
+    await v.model.trainOnBatch(cx, cy);
+  }), slowRounds + 2, 1, true);
+  const timeOf = (step: string, clock: 'wall' | 'cpu' = 'wall'): number[] | undefined => {
+    const i = runnable.findIndex((v) => v.step === step);
+    return i < 0 ? undefined : cnnTimes[clock][i];
+  };
+  const filterKernel = tf.getKernel('Conv2DBackpropFilter', tf.getBackend()) !== undefined;
+  // ratio: the row's median over its reference row's (same interleaved rounds).
+  const cnnRows: Row[] = cnnVariants.map((v, i) => {
+    const t = timeOf(v.step);
+    const ref = timeOf(cnnVariants[v.ref].step);
+    const trainable = v.model.trainableWeights.reduce((n, w) => n + (w.shape as number[]).reduce((a, b) => a * b, 1), 0);
+    const row = { '#': i, step: v.step, trainable };
+    if (t === undefined) return { ...row, 'median ms': '—', 'p25–p75 ms': '—', 'cpu ms': '—', ratio: '—', note: `unavailable: ${failure.get(v.step)}` };
+    const ratio = ref === undefined ? '—' : `${(med(t) / med(ref)).toFixed(2)} × #${v.ref}`;
+    return { ...row, 'median ms': med(t), 'p25–p75 ms': iqr(t), 'cpu ms': med(timeOf(v.step, 'cpu')!), ratio, note: '' };
+  });
+  table(`Layers CNN [${BATCH},28,28,1] → conv3×3×32 → conv3×3×64 → pool → dense 128 → dense 10: one trainOnBatch step (${slowRounds + 2} interleaved rounds; Conv2DBackpropFilter on ${tf.getBackend()}: ${filterKernel ? 'registered' : 'missing'})`, cnnRows);
+  out.cnn = {
+    conv2DBackpropFilter: filterKernel,
+    rows: cnnVariants.map((v) => {
+      const t = timeOf(v.step);
+      return { step: v.step, ...(t === undefined ? { unavailable: failure.get(v.step) } : { medianMs: med(t), samplesMs: t.map(ms), cpuSamplesMs: timeOf(v.step, 'cpu')!.map(ms) }) };
+    }),
+  };
+  for (const v of cnnVariants) v.model.dispose();
+  base.dispose();
+  tf.dispose([cx, cy]);
 }
 
 main().catch((err: unknown) => {
