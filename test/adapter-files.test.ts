@@ -1,33 +1,14 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoRAMLP, MLP, initBackend, loadAdapter, loadAdapters, maxAbsDiff, saveAdapter, saveAdapters } from '../src/index.js';
-import { trainLike } from './helpers.js';
+import { trainLike, tree } from './helpers.js';
 
 const DIMS = [8, 12, 6, 4];
 
-
-/** Every file and link below `dir` with its content (or link target) and mode, to prove nothing else changed. */
-function tree(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (d: string, rel: string) => {
-    for (const e of readdirSync(d).sort()) {
-      const p = join(d, e);
-      const r = rel === '' ? e : `${rel}/${e}`;
-      const s = lstatSync(p);
-      if (s.isSymbolicLink()) out[r] = `link -> ${readlinkSync(p)}`;
-      else if (s.isDirectory()) {
-        out[r] = `dir ${(s.mode & 0o777).toString(8)}`;
-        walk(p, r);
-      } else out[r] = `file ${(s.mode & 0o777).toString(8)} ${readFileSync(p).toString('base64')}`;
-    }
-  };
-  walk(dir, '');
-  return out;
-}
 
 function without(t: Record<string, string>, ...names: string[]): Record<string, string> {
   return Object.fromEntries(Object.entries(t).filter(([k]) => !names.includes(k)));

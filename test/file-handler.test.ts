@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileError, fileSystem, initBackend, registerFileHandler } from '../src/index.js';
 import { MAX_MODEL_JSON_BYTES } from '../src/node/file-handler.js';
-import { expectNoLeak } from './helpers.js';
+import { expectNoLeak, tree } from './helpers.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -17,26 +17,6 @@ let counter = 0;
 const fresh = (name: string): string => join(root, `${++counter}-${name}`);
 const url = (dir: string): string => `file://${dir}`;
 const modelUrl = (dir: string): string => `file://${join(dir, 'model.json')}`;
-
-/** Every file and link below `dir` with its content (or link target) and mode. */
-function tree(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (d: string, rel: string) => {
-    for (const e of readdirSync(d).sort()) {
-      const p = join(d, e);
-      const r = rel === '' ? e : `${rel}/${e}`;
-      const s = lstatSync(p);
-      if (s.isSymbolicLink()) out[r] = `link -> ${readlinkSync(p)}`;
-      else if (s.isDirectory()) {
-        out[r] = `dir ${(s.mode & 0o777).toString(8)}`;
-        walk(p, r);
-      } else if (s.isFIFO()) out[r] = 'fifo';
-      else out[r] = `file ${(s.mode & 0o777).toString(8)} ${readFileSync(p).toString('base64')}`;
-    }
-  };
-  walk(dir, '');
-  return out;
-}
 
 function sequential(units = 3): tf.Sequential {
   return tf.sequential({

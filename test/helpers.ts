@@ -1,3 +1,5 @@
+import { lstatSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { expect } from 'vitest';
 import type { LoRAMLP } from '../src/index.js';
@@ -84,4 +86,24 @@ export function trainLike(model: LoRAMLP, name: string, seed: number): void {
       r.dispose();
     });
   });
+}
+
+/** Every file and link below `dir` with its content (or link target) and mode, to prove nothing else changed. */
+export function tree(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (d: string, rel: string) => {
+    for (const e of readdirSync(d).sort()) {
+      const p = join(d, e);
+      const r = rel === '' ? e : `${rel}/${e}`;
+      const s = lstatSync(p);
+      if (s.isSymbolicLink()) out[r] = `link -> ${readlinkSync(p)}`;
+      else if (s.isDirectory()) {
+        out[r] = `dir ${(s.mode & 0o777).toString(8)}`;
+        walk(p, r);
+      } else if (s.isFIFO()) out[r] = 'fifo';
+      else out[r] = `file ${(s.mode & 0o777).toString(8)} ${readFileSync(p).toString('base64')}`;
+    }
+  };
+  walk(dir, '');
+  return out;
 }

@@ -327,16 +327,7 @@ describe('wasm training kernels (UnsortedSegmentSum, Conv2DBackpropFilter)', () 
     const target = tf.tensor(values(3 * 3 * 2, 13), [3, 3, 2]);
     const opt = tf.train.adam(0.05);
     const loss = () => tf.losses.meanSquaredError(target, tf.matMul(tf.reshape(tf.gather(table, ids), [9, 4]), head).reshape([3, 3, 2])) as tf.Scalar;
-    const losses: number[] = [];
-    let afterFirst = 0;
-    for (let step = 0; step < 30; step++) {
-      const l = opt.minimize(loss, true)!;
-      losses.push(l.dataSync()[0]);
-      l.dispose();
-      if (step === 0) afterFirst = tf.memory().numTensors;
-    }
-    expect(tf.getBackend()).toBe('wasm');
-    expect(tf.memory().numTensors).toBe(afterFirst);
+    const losses = minimizeSteps(opt, loss, 30);
     expect(losses[29]).toBeLessThan(losses[0] * 0.5);
     opt.dispose();
     tf.dispose([table, head, ids, target]);
@@ -354,19 +345,25 @@ describe('wasm training kernels (UnsortedSegmentSum, Conv2DBackpropFilter)', () 
     const opt = tf.train.adam(0.02);
     const loss = () =>
       tf.losses.meanSquaredError(target, tf.fused.conv2d({ x, filter: filter as tf.Tensor4D, strides: 2, pad: 'same', bias, activation: 'relu' })) as tf.Scalar;
-    const losses: number[] = [];
-    let afterFirst = 0;
-    for (let step = 0; step < 40; step++) {
-      const l = opt.minimize(loss, true)!;
-      losses.push(l.dataSync()[0]);
-      l.dispose();
-      if (step === 0) afterFirst = tf.memory().numTensors;
-    }
-    expect(tf.getBackend()).toBe('wasm');
-    expect(tf.memory().numTensors).toBe(afterFirst);
+    const losses = minimizeSteps(opt, loss, 40);
     expect(losses[39]).toBeLessThan(losses[0] * 0.8);
     opt.dispose();
     tf.dispose([filter, bias, x, target]);
     expect(tf.memory().numTensors).toBe(before);
   });
 });
+
+/** `steps` optimizer steps on wasm; the losses. Tensors must not grow after the first step (its optimizer state). */
+function minimizeSteps(opt: tf.Optimizer, loss: () => tf.Scalar, steps: number): number[] {
+  const losses: number[] = [];
+  let afterFirst = 0;
+  for (let step = 0; step < steps; step++) {
+    const l = opt.minimize(loss, true)!;
+    losses.push(l.dataSync()[0]);
+    l.dispose();
+    if (step === 0) afterFirst = tf.memory().numTensors;
+  }
+  expect(tf.getBackend()).toBe('wasm');
+  expect(tf.memory().numTensors).toBe(afterFirst);
+  return losses;
+}
