@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { type ModuleRole, patternValue, resolveRoles } from '../core/targets.js';
 import { activeAdapter, adaptModel, adapterNames, loraLayers, setActiveAdapter } from '../layers/add-lora.js';
-import { type LayerAdapterSpec, LoRALayer, checkAdapterName } from '../layers/lora-layer.js';
+import { BASE_FACTORIES, type LayerAdapterSpec, LoRALayer, baseClassOf, baseConfigOf, checkAdapterName, kernelShapeOf } from '../layers/lora-layer.js';
 import { checkModel, modelLayers, refreshTrainableWeights } from '../layers/model-graph.js';
 import { describe } from '../util/validate.js';
 import {
@@ -74,17 +74,7 @@ function fullEntries(cls: string, layer: LoRALayer | tfl.layers.Layer, kernel: n
   });
 }
 
-function baseClass(layer: tfl.layers.Layer): string {
-  return layer instanceof LoRALayer ? layer.baseLayer().className : layer.getClassName();
-}
-
-function kernelShape(layer: tfl.layers.Layer): number[] {
-  if (layer instanceof LoRALayer) return layer.kernelShape();
-  const f = layer as unknown as { kernel?: tfl.LayerVariable; embeddings?: tfl.LayerVariable };
-  return ((f.kernel ?? f.embeddings)?.shape ?? []) as number[];
-}
-
-const SUPPORTED = new Set(['Dense', 'Embedding', 'Conv2D']);
+const SUPPORTED = new Set(Object.keys(BASE_FACTORIES));
 
 /**
  * PEFT 0.21 builds a Conv2d adapter's lora_A without the base's dilation (tuners/lora/layer.py,
@@ -93,8 +83,7 @@ const SUPPORTED = new Set(['Dense', 'Embedding', 'Conv2D']);
  * PEFT and lora-tfjs, whose lora_A uses the base's dilation, so they are refused both ways.
  */
 function checkPeftConv(where: string, path: string, layer: tfl.layers.Layer, error: (m: string) => Error): void {
-  const config = layer instanceof LoRALayer ? layer.baseLayer().config : layer.getConfig();
-  const d = config.dilationRate as number | number[] | undefined;
+  const d = baseConfigOf(layer).dilationRate as number | number[] | undefined;
   const dilated = Array.isArray(d) ? d.some((v) => v !== 1) : d !== undefined && d !== 1;
   if (dilated) throw error(`${where}: layer ${describe(path)} is a Conv2D with dilationRate ${JSON.stringify(d)}; PEFT's Conv2d LoRA ignores dilation (its lora_A is undilated), so its adapter cannot be exchanged with PEFT`);
 }
@@ -130,9 +119,9 @@ export function serializeLayersAdapter(model: tfl.LayersModel, options: SaveAdap
   const put = tensorWriter(where, name, dtype, tensors);
   const write = (module: string, entries: Entry[], vars: tfl.LayerVariable[]) =>
     entries.forEach((e, i) => put(`${KEY_ROOT}${module}.${e.suffix}`, vars[i].read(), e.perm, e.torch));
-  for (const { path, layer } of lora) if (baseClass(layer) === 'Conv2D') checkPeftConv(where, path, layer, (m) => new Error(m));
-  for (const [i, { path, layer }] of lora.entries()) write(prefix + path, loraEntries(baseClass(layer), layer.kernelShape(), ranks[i]), layer.adapterVariables(name));
-  for (const { path, layer } of full) write(prefix + path, fullEntries(baseClass(layer), layer, layer.kernelShape()), layer.adapterVariables(name));
+  for (const { path, layer } of lora) if (baseClassOf(layer) === 'Conv2D') checkPeftConv(where, path, layer, (m) => new Error(m));
+  for (const [i, { path, layer }] of lora.entries()) write(prefix + path, loraEntries(baseClassOf(layer), layer.kernelShape(), ranks[i]), layer.adapterVariables(name));
+  for (const { path, layer } of full) write(prefix + path, fullEntries(baseClassOf(layer), layer, layer.kernelShape()), layer.adapterVariables(name));
   const config = peftConfig({
     r: mostCommon(ranks),
     alpha: mostCommon(alphas),
@@ -143,7 +132,7 @@ export function serializeLayersAdapter(model: tfl.LayersModel, options: SaveAdap
     alphas,
     modulesToSave: full.map((l) => prefix + l.path),
   });
-  const sizes = Object.fromEntries(modelLayers(model).filter(({ layer }) => SUPPORTED.has(baseClass(layer))).map(({ path, layer }) => [prefix + path, kernelShape(layer)]));
+  const sizes = Object.fromEntries(modelLayers(model).filter(({ layer }) => SUPPORTED.has(baseClassOf(layer))).map(({ path, layer }) => [prefix + path, kernelShapeOf(layer)]));
   return { weights: adapterWeights(tensors, config, sizes, name), config };
 }
 
@@ -173,7 +162,7 @@ export function prepareLayersAdapter(model: tfl.LayersModel, adapter: { weights:
   checkSizes(leaves, torchNames, content.metadata[PEFT_METADATA.layers]);
   let roles: ModuleRole[];
   try {
-    roles = resolveRoles('adapter_config.json', torchNames, { targetModules: config.targetModules, excludeModules: config.excludeModules ?? undefined, modulesToSave: config.modulesToSave ?? undefined }, (n) => baseClass(leaves[torchNames.indexOf(n)].layer) === 'Dense');
+    roles = resolveRoles('adapter_config.json', torchNames, { targetModules: config.targetModules, excludeModules: config.excludeModules ?? undefined, modulesToSave: config.modulesToSave ?? undefined }, (n) => baseClassOf(leaves[torchNames.indexOf(n)].layer) === 'Dense');
   } catch (err) {
     throw new AdapterLoadError(`${(err as Error).message.replace(/targetModules/g, 'target_modules').replace(/excludeModules/g, 'exclude_modules').replace(/modulesToSave/g, 'modules_to_save')}${prefix === '' ? ' (pass { prefix } if this model sits inside a larger PyTorch model)' : ''}`);
   }
@@ -182,10 +171,10 @@ export function prepareLayersAdapter(model: tfl.LayersModel, adapter: { weights:
   roles.forEach((role, i) => {
     if (role === null) return;
     const { path, layer } = leaves[i];
-    const cls = baseClass(layer);
+    const cls = baseClassOf(layer);
     if (!SUPPORTED.has(cls)) throw new AdapterLoadError(`adapter_config.json selects ${torchNames[i]}, a ${cls}; lora-tfjs adapts ${[...SUPPORTED].join(', ')} layers`);
     if (role === 'lora' && cls === 'Conv2D') checkPeftConv('adapter_config.json', torchNames[i], layer, (m) => new AdapterLoadError(m));
-    const kernel = kernelShape(layer);
+    const kernel = kernelShapeOf(layer);
     let spec: LayerAdapterSpec;
     let entries: Entry[];
     if (role === 'full') {
@@ -248,7 +237,7 @@ function checkSizes(leaves: ReadonlyArray<{ path: string; layer: tfl.layers.Laye
   leaves.forEach(({ layer }, i) => {
     const n = torchNames[i];
     if (!Object.prototype.hasOwnProperty.call(sizes, n)) return;
-    const ours = kernelShape(layer);
+    const ours = kernelShapeOf(layer);
     if (JSON.stringify(sizes[n]) !== JSON.stringify(ours)) throw new AdapterLoadError(`the adapter was made for ${n} with a kernel of shape ${JSON.stringify(sizes[n])} but this model's ${n} has ${JSON.stringify(ours)}`);
   });
 }

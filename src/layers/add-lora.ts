@@ -4,7 +4,7 @@ import type { ParameterCounts } from '../core/params.js';
 import { type ModuleRole, type TargetSpec, patternValue, resolveRoles } from '../core/targets.js';
 import { describe } from '../util/validate.js';
 import { warn } from '../util/warnings.js';
-import { type LayerAdapterSpec, LoRALayer, checkAdapterName } from './lora-layer.js';
+import { type LayerAdapterSpec, LoRALayer, baseClassOf, baseConfigOf, checkAdapterName, kernelShapeOf } from './lora-layer.js';
 import { LoRAConv2D } from './lora-conv2d.js';
 import { LoRADense } from './lora-dense.js';
 import { LoRAEmbedding } from './lora-embedding.js';
@@ -28,11 +28,6 @@ const LORA_CLASS: Readonly<Record<string, string>> = {
   Embedding: LoRAEmbedding.className,
   Conv2D: LoRAConv2D.className,
 };
-
-/** The standard class a layer is, or wraps. */
-function baseClassOf(layer: tfl.layers.Layer): string {
-  return layer instanceof LoRALayer ? layer.baseLayer().className : layer.getClassName();
-}
 
 /** Layer paths and what `config` makes of each, checked before anything changes. */
 interface Plan {
@@ -61,8 +56,7 @@ function plan(where: string, model: tfl.LayersModel, config: LayersLoRAConfig): 
       const field = role === 'full' ? 'modulesToSave' : 'targetModules';
       throw new Error(`${where}: ${field} selects layer ${describe(path)}, a ${cls}; lora-tfjs adapts ${Object.keys(LORA_CLASS).join(', ')} layers`);
     }
-    const format = (layer instanceof LoRALayer ? layer.baseLayer().config.dataFormat : (layer as unknown as { dataFormat?: string }).dataFormat) as string | undefined;
-    const dilation = (layer instanceof LoRALayer ? layer.baseLayer().config.dilationRate : (layer as unknown as { dilationRate?: number | number[] }).dilationRate) as number | number[] | undefined;
+    const { dataFormat: format, dilationRate: dilation } = baseConfigOf(layer) as { dataFormat?: string; dilationRate?: number | number[] };
     if (cls === 'Conv2D' && (Array.isArray(dilation) ? dilation.some((d) => d !== 1) : dilation !== undefined && dilation !== 1)) {
       throw new Error(
         `${where}: layer ${describe(path)} is a Conv2D with dilationRate ${JSON.stringify(dilation)}, which lora-tfjs cannot adapt: tfjs 4.22 has no gradient for a dilated convolution (so the adapter could not train), and PEFT's Conv2d LoRA ignores dilation (so no adapter file could be exchanged)`,
@@ -93,15 +87,9 @@ function plan(where: string, model: tfl.LayersModel, config: LayersLoRAConfig): 
 }
 
 function fanInOut(layer: tfl.layers.Layer, cls: string): [number, number] {
-  const shape = kernelShape(layer);
+  const shape = kernelShapeOf(layer);
   if (cls === 'Conv2D') return [shape[0] * shape[1] * shape[2], shape[3]];
   return [shape[0], shape[1]];
-}
-
-function kernelShape(layer: tfl.layers.Layer): number[] {
-  if (layer instanceof LoRALayer) return layer.kernelShape();
-  const fields = layer as unknown as { kernel?: tfl.LayerVariable; embeddings?: tfl.LayerVariable };
-  return (fields.kernel ?? fields.embeddings)?.shape as number[];
 }
 
 /** Original `trainable` flags of the layers of adapted models, restored by `unload`. */

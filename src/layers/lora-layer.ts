@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { type ResolvedLoRAConfig, loraScale, resolveLoRAConfig } from '../core/lora-adapter.js';
+import { type ResolvedLoRAConfig, loraScale } from '../core/lora-adapter.js';
 import { Rng } from '../util/random.js';
 import { describe, invalid } from '../util/validate.js';
 
@@ -72,6 +72,23 @@ export const BASE_FACTORIES: Readonly<Record<string, LayerFactory>> = {
   Embedding: (c) => tfl.layers.embedding(c as never),
   Conv2D: (c) => tfl.layers.conv2d(c as never),
 };
+
+/** The standard class a layer is, or wraps (`Dense` for a `LoRADense`). */
+export function baseClassOf(layer: tfl.layers.Layer): string {
+  return layer instanceof LoRALayer ? layer.baseLayer().className : layer.getClassName();
+}
+
+/** The config of the standard layer a layer is, or wraps. */
+export function baseConfigOf(layer: tfl.layers.Layer): tf.serialization.ConfigDict {
+  return layer instanceof LoRALayer ? layer.baseLayer().config : layer.getConfig();
+}
+
+/** A layer's kernel shape in tfjs layout (`embeddings` for an Embedding), or its wrapped layer's. */
+export function kernelShapeOf(layer: tfl.layers.Layer): number[] {
+  if (layer instanceof LoRALayer) return layer.kernelShape();
+  const f = layer as unknown as { kernel?: tfl.LayerVariable; embeddings?: tfl.LayerVariable };
+  return ((f.kernel ?? f.embeddings)?.shape ?? []) as number[];
+}
 
 export abstract class LoRALayer extends tfl.layers.Layer {
   /** The wrapped standard layer: its weights are the frozen base. */
@@ -351,13 +368,6 @@ export abstract class LoRALayer extends tfl.layers.Layer {
   /** Number of values in the base weights. */
   baseParameterCount(): number {
     return this.baseVariables().reduce((n, w) => n + w.shape.reduce((a: number, b) => a * (b ?? 1), 1), 0);
-  }
-
-  /** Check an adapter spec against this layer type (called before any change). */
-  resolveSpec(where: string, name: string, kind: 'lora' | 'full', config: Parameters<typeof resolveLoRAConfig>[1]): LayerAdapterSpec {
-    checkAdapterName(where, name);
-    if (kind === 'full') return { name, kind };
-    return { name, kind, ...resolveLoRAConfig(where, config) };
   }
 }
 
