@@ -157,3 +157,4 @@ export { type CombineOptions, type CombineResult, type WeightedAdapter, combineA
 export { type RowGroups, groupRows } from './core/mixed-batch.js';
 export { disableWasmMatMulFastPath, enableWasmMatMulFastPath, wasmMatMulFastPathEnabled } from './runtime/wasm-matmul.js';
 export { registerWasmTrainingKernels, wasmTrainingKernelsRegistered } from './runtime/wasm-kernels.js';
+export { type MemoryLimits, type PlannedTensor, checkAllocation, memoryLimits, setMemoryLimit } from './runtime/memory-budget.js';
