@@ -58,7 +58,7 @@ export {
 export { type WarningHandler, setWarningHandler } from './util/warnings.js';
 export { VERSION } from './version.js';
 export type { Model } from './core/model.js';
-export { type TrainOptions, type TrainResult, evaluate, mse, train } from './core/train.js';
+export { NonFiniteLossError, type TrainOptions, type TrainResult, evaluate, mse, train } from './core/train.js';
 export {
   type LowRankShiftOptions,
   type LowRankShiftTask,

@@ -194,10 +194,12 @@ describe('LoRAMLP adapters on some layers, per-layer ranks, layers trained in fu
     expect(model.adapterNames()).toEqual(['a']);
     expect(tf.memory().numTensors).toBe(before);
     model.unmerge();
+    const unmerged = tf.memory().numTensors;
+    expect(unmerged).toBe(before - 3); // while merged, each layer keeps its unmerged weight (for an exact unmerge)
     expect(() => model.addAdapter('b', null as never)).toThrow('LoRAMLP: config = null is invalid; expected an options object');
-    expect(() => new LoRAMLP([3, 4], { adapterName: '' })).toThrow('LoRAMLP: adapterName = "" is invalid; expected a non-empty string');
-    expect(() => LoRAMLP.fromBase(base, { adapterName: 5 as never })).toThrow('LoRAMLP: adapterName = 5 is invalid; expected a non-empty string');
-    expect(tf.memory().numTensors).toBe(before);
+    expect(() => new LoRAMLP([3, 4], { adapterName: '' })).toThrow('LoRAMLP: adapterName = "" is invalid; expected a non-empty adapter name');
+    expect(() => LoRAMLP.fromBase(base, { adapterName: 5 as never })).toThrow('LoRAMLP: adapterName = 5 is invalid; expected a non-empty adapter name');
+    expect(tf.memory().numTensors).toBe(unmerged);
     model.dispose();
   });
 

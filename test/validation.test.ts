@@ -55,8 +55,8 @@ describe('bad input is refused before anything is allocated or changed', () => {
   it('a weight or bias of the wrong shape names both shapes', () => {
     const w = tf.zeros<tf.Rank.R2>([4, 8]);
     const b = tf.zeros<tf.Rank.R1>([8]);
-    rejects(() => new LoRALinear({ ...base, weight: w }), 'LoRALinear: weight = a tensor of shape [4, 8] is invalid; expected a tensor of shape [8, 4]');
-    rejects(() => new LoRALinear({ ...base, bias: b }), 'bias = a tensor of shape [8] is invalid; expected a tensor of shape [4]');
+    rejects(() => new LoRALinear({ ...base, weight: w }), 'LoRALinear: weight = a tensor of shape [4, 8] is invalid; expected a live float32 tensor of shape [8, 4]');
+    rejects(() => new LoRALinear({ ...base, bias: b }), 'bias = a tensor of shape [8] is invalid; expected a live float32 tensor of shape [4]');
     tf.dispose([w, b]);
   });
 
@@ -93,7 +93,7 @@ describe('bad input is refused before anything is allocated or changed', () => {
     await expect(train(model, { x: task.x, y: task.yShifted, steps: 1, batchSize: 17 })).rejects.toThrow(
       'train: batchSize = 17 is invalid; expected a positive integer no larger than the number of samples (16)',
     );
-    await expect(train(model, { x: task.x, y: task.x, steps: 1 })).rejects.toThrow('train: y = a tensor of shape [16, 8] is invalid; expected a tensor of shape [16, 2]');
+    await expect(train(model, { x: task.x, y: task.x, steps: 1 })).rejects.toThrow('train: y = a tensor of shape [16, 8] is invalid; expected a live float32 tensor of shape [16, 2]');
     await expect(train(model, { x: task.x, y: task.yShifted, steps: 1, learningRate: -1 })).rejects.toThrow('learningRate = -1 is invalid');
     rejects(() => evaluate(model, task.x, task.x), 'evaluate: y = a tensor of shape [16, 8] is invalid');
     model.dispose();

@@ -74,6 +74,7 @@ export function combineAdapters(model: LoRAMLP, sources: readonly WeightedAdapte
           B: tf.concat(parts.map((p) => tf.mul(p.a.B, p.w * p.a.scale)), 0) as tf.Tensor2D,
         }));
         plan.push({ kind: 'lora', config: { rank: totalRank, alpha: totalRank, useRsLora: false }, initial });
+        checkFinite(layer.name, [initial.A, initial.B], sources);
         relativeError.push(0);
         continue;
       }
@@ -81,6 +82,12 @@ export function combineAdapters(model: LoRAMLP, sources: readonly WeightedAdapte
       const n = layer.outFeatures;
       const P = tf.tidy(() => tf.concat(parts.map((p) => p.a.A), 1));
       const Q = tf.tidy(() => tf.concat(parts.map((p) => tf.mul(p.a.B, p.w * p.a.scale)), 0));
+      try {
+        checkFinite(layer.name, [P, Q], sources); // before the SVD, which NaN would not let converge
+      } catch (err) {
+        tf.dispose([P, Q]);
+        throw err;
+      }
       const { U, W, squaredSingularValues } = truncateProduct(Float64Array.from(P.dataSync()), Float64Array.from(Q.dataSync()), m, totalRank, n, svdRank);
       tf.dispose([P, Q]);
       const total = squaredSingularValues.reduce((a, b) => a + b, 0);
@@ -88,6 +95,7 @@ export function combineAdapters(model: LoRAMLP, sources: readonly WeightedAdapte
       relativeError.push(total > 0 ? Math.sqrt(dropped / total) : 0);
       const initial = { A: tf.tensor2d(Float32Array.from(U), [m, svdRank]), B: tf.tensor2d(Float32Array.from(W), [svdRank, n]) };
       plan.push({ kind: 'lora', config: { rank: svdRank, alpha: svdRank, useRsLora: false }, initial });
+      checkFinite(layer.name, [initial.A, initial.B], sources);
     }
     model.addAdapterLayers(name, plan);
   } finally {
@@ -95,4 +103,13 @@ export function combineAdapters(model: LoRAMLP, sources: readonly WeightedAdapte
   }
   const ranks = plan.map((p) => (p?.kind === 'lora' ? (p.config.rank as number) : 0));
   return { name, rank: Math.max(...ranks), ranks, method, relativeError };
+}
+
+/** Refuse a combination holding NaN or ±Infinity (a NaN source, or weights that overflow float32). */
+function checkFinite(layer: string, factors: tf.Tensor[], sources: readonly WeightedAdapter[]): void {
+  const ok = tf.tidy(() => tf.all(tf.stack(factors.map((f) => tf.all(tf.isFinite(f))))).dataSync()[0] === 1);
+  if (!ok) {
+    const list = sources.map((s) => `${JSON.stringify(s.name)} × ${s.weight}`).join(', ');
+    throw new Error(`combineAdapters: the combination of ${list} is not finite on layer ${layer} (a source holds NaN/Infinity, or a weight × scale overflows float32); no adapter was added`);
+  }
 }

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { MLP } from './mlp.js';
 import { Rng, randomNormal } from '../util/random.js';
 import { checkDims, checkInteger, checkPositiveFinite, checkPositiveInt } from '../util/validate.js';
+import { checkAllocation } from '../runtime/memory-budget.js';
 
 /** Inputs and targets of a regression task. */
 export interface Regression {
@@ -27,6 +28,10 @@ export function randomRegression(options: RandomRegressionOptions): Regression {
   const inputDim = checkPositiveInt(where, 'inputDim', options.inputDim);
   const outputDim = checkPositiveInt(where, 'outputDim', options.outputDim);
   const rng = new Rng(checkInteger(where, 'seed', options.seed ?? 0));
+  checkAllocation(where, [
+    { what: `x [${samples}, ${inputDim}]`, elements: samples * inputDim },
+    { what: `y [${samples}, ${outputDim}]`, elements: samples * outputDim },
+  ]);
   const x = randomNormal<tf.Rank.R2>([samples, inputDim], rng);
   const y = randomNormal<tf.Rank.R2>([samples, outputDim], rng);
   return { x, y };
@@ -95,6 +100,14 @@ export function lowRankShiftTask(options: LowRankShiftOptions): LowRankShiftTask
   const count = checkPositiveInt(where, 'tasks', options.tasks ?? 1);
   const seed = checkInteger(where, 'seed', options.seed ?? 0);
 
+  const layerSizes = dims.slice(1).reduce((a, out, i) => a + dims[i] * out + out, 0);
+  const rows = samples + testSamples;
+  checkAllocation(where, [
+    { what: 'the base network', elements: layerSizes },
+    { what: "every task's weight changes", elements: count * (layerSizes - dims.slice(1).reduce((a, b) => a + b, 0)) },
+    { what: 'inputs', elements: rows * dims[0] },
+    { what: 'targets', elements: (count + 1) * rows * dims[dims.length - 1] },
+  ]);
   const rng = new Rng(seed);
   const base = new MLP(dims, { seed, init: 'he' });
   const x = randomNormal<tf.Rank.R2>([samples, dims[0]], rng);

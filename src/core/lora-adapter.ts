@@ -62,6 +62,12 @@ export function resolveLoRAConfig(where: string, config: LoRAConfig): ResolvedLo
   if (typeof c.useRsLora !== 'boolean') invalid(where, 'useRsLora', c.useRsLora, 'a boolean');
   checkOneOf(where, 'init', c.init, ['gaussian', 'kaiming'] as const);
   if (!Number.isInteger(c.seed)) invalid(where, 'seed', c.seed, 'an integer');
+  // The scale multiplies float32 tensors: one that rounds to Infinity or 0 there would
+  // silently turn every output into ±Infinity/NaN, or switch the adapter off.
+  const s = Math.fround(loraScale(c));
+  if (!Number.isFinite(s) || s === 0) {
+    invalid(where, 'alpha', c.alpha, `a value whose scale ${c.useRsLora ? 'alpha / √rank' : 'alpha / rank'} (${loraScale(c)}) is a finite, non-zero float32 (between about 1.2e-38 and 3.4e38)`);
+  }
   return c;
 }
 

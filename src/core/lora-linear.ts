@@ -19,7 +19,9 @@ import { type RowGroups, mixedLowRankDelta } from './mixed-batch.js';
 import type { ParameterCounts } from './params.js';
 import { Rng, randomNormal } from '../util/random.js';
 import { withRows } from './rows.js';
-import { checkPositiveInt, checkShape, describe, invalid } from '../util/validate.js';
+import { checkAdapterName, checkFloatTensor, checkLiveTensor, checkOneOf, checkOptions, checkPositiveInt, describe, invalid } from '../util/validate.js';
+import { type PlannedTensor, checkAllocation } from '../runtime/memory-budget.js';
+import { assertNotTraining } from './training-lock.js';
 import { warn } from '../util/warnings.js';
 
 /** Options of {@link LoRALinear}: the layer's sizes and base weights, plus its first adapter. */
@@ -68,12 +70,11 @@ export class LoRALinear {
   readonly outFeatures: number;
   /** The module name used in messages. */
   readonly name: string;
-  /** How gradients are computed: `auto` picks the fused path on wasm/cpu. */
-  gradientPath: GradientPath = 'auto';
+  private path: GradientPath = 'auto';
 
   private base: FrozenLinear;
-  /** The base as it was before a full copy was merged in (restored exactly by unmerge). */
-  private beforeFullMerge: FrozenLinear | null = null;
+  /** The base as it was before the merge (restored bit for bit by unmerge). */
+  private beforeMerge: FrozenLinear | null = null;
   private readonly adapters = new Map<string, LoRAAdapter>();
   private readonly fullAdapters = new Map<string, FullAdapter>();
   /** Every adapter name, both kinds, in insertion order. */
@@ -86,15 +87,19 @@ export class LoRALinear {
     if (options === null || typeof options !== 'object') invalid(WHERE, 'options', options, 'an options object');
     const inFeatures = checkPositiveInt(WHERE, 'inFeatures', options.inFeatures);
     const outFeatures = checkPositiveInt(WHERE, 'outFeatures', options.outFeatures);
-    if (options.weight !== undefined) checkShape(WHERE, 'weight', options.weight, [inFeatures, outFeatures]);
-    if (options.bias !== undefined) checkShape(WHERE, 'bias', options.bias, [outFeatures]);
+    if (options.weight !== undefined) checkFloatTensor(WHERE, 'weight', options.weight, [inFeatures, outFeatures]);
+    if (options.bias !== undefined) checkFloatTensor(WHERE, 'bias', options.bias, [outFeatures]);
     const name = options.name ?? 'linear';
     if (typeof name !== 'string' || name === '') invalid(WHERE, 'name', name, 'a non-empty string');
-    const adapterName = options.adapterName ?? 'default';
-    if (!options.noAdapter && (typeof adapterName !== 'string' || adapterName === '')) invalid(WHERE, 'adapterName', adapterName, 'a non-empty string');
+    if (options.noAdapter !== undefined && typeof options.noAdapter !== 'boolean') invalid(WHERE, 'noAdapter', options.noAdapter, 'a boolean');
+    const adapterName = options.noAdapter ? 'default' : checkAdapterName(WHERE, 'adapterName', options.adapterName ?? 'default');
     const config = options.noAdapter ? null : resolveLoRAConfig(WHERE, options);
     const weightSeed = options.weightSeed ?? config?.seed ?? 0;
     if (!Number.isInteger(weightSeed)) invalid(WHERE, 'weightSeed', weightSeed, 'an integer');
+    checkAllocation(`${WHERE} ${name} (${inFeatures} → ${outFeatures})`, [
+      ...linearTensors(inFeatures, outFeatures, true),
+      ...(config === null ? [] : adapterTensors(inFeatures, outFeatures, config.rank)),
+    ]);
 
     this.inFeatures = inFeatures;
     this.outFeatures = outFeatures;
@@ -109,6 +114,15 @@ export class LoRALinear {
   }
 
   // ---- state ---------------------------------------------------------------------------
+
+  /** How gradients are computed: `auto` picks the fused path on wasm/cpu. */
+  get gradientPath(): GradientPath {
+    return this.path;
+  }
+
+  set gradientPath(path: GradientPath) {
+    this.path = checkOneOf(`${WHERE} ${this.name}`, 'gradientPath', path, ['auto', 'fused', 'autodiff'] as const);
+  }
 
   /** The frozen base weight `[in, out]` (with the merged adapter folded in while merged). */
   get weight(): tf.Tensor2D {
@@ -196,6 +210,7 @@ export class LoRALinear {
   addAdapter(name: string, config: LoRAConfig = {}, initial?: AdapterFactors): LoRAAdapter {
     this.checkNewName(name);
     const resolved = this.checkAdapter(config, initial);
+    checkAllocation(`${WHERE} ${this.name}`, adapterTensors(this.inFeatures, this.outFeatures, resolved.rank, name));
     return this.insert(name, resolved, initial);
   }
 
@@ -206,6 +221,7 @@ export class LoRALinear {
   addFullAdapter(name: string, initial?: FullWeights): FullAdapter {
     this.checkNewName(name);
     this.checkFull(initial);
+    checkAllocation(`${WHERE} ${this.name}`, linearTensors(this.inFeatures, this.outFeatures, false, name, this.base.bias !== undefined));
     const full = createFullAdapter(name, initial ?? { weight: this.base.weight, bias: this.base.bias });
     this.fullAdapters.set(name, full);
     this.order.push(name);
@@ -215,9 +231,11 @@ export class LoRALinear {
 
   /** Replace adapter `name` (not merged) by a new one, in place: it stays active if it was. */
   replaceAdapter(name: string, config: LoRAConfig = {}, initial?: AdapterFactors): LoRAAdapter {
+    this.assertChangeable('replace an adapter');
     const old = this.adapter(name);
     if (this.mergedName === name) throw new Error(`${WHERE} ${this.name}: adapter ${describe(name)} is merged; call unmerge() before replacing it`);
     const resolved = this.checkAdapter(config, initial);
+    checkAllocation(`${WHERE} ${this.name}`, adapterTensors(this.inFeatures, this.outFeatures, resolved.rank, name));
     const adapter = this.create(name, resolved, initial);
     this.adapters.set(name, adapter); // Map keeps the original insertion position
     disposeAdapter(old);
@@ -229,8 +247,8 @@ export class LoRALinear {
     const resolved = resolveLoRAConfig(`${WHERE} ${this.name}`, config);
     if (initial !== undefined) {
       if (initial === null || typeof initial !== 'object') invalid(WHERE, 'initial', initial, 'an object { A, B }');
-      checkFloatTensor('A', initial.A, [this.inFeatures, resolved.rank]);
-      checkFloatTensor('B', initial.B, [resolved.rank, this.outFeatures]);
+      checkFloatTensor(`${WHERE} ${this.name}`, 'A', initial.A, [this.inFeatures, resolved.rank]);
+      checkFloatTensor(`${WHERE} ${this.name}`, 'B', initial.B, [resolved.rank, this.outFeatures]);
     }
     return resolved;
   }
@@ -243,16 +261,16 @@ export class LoRALinear {
       return;
     }
     if (initial === null || typeof initial !== 'object') invalid(WHERE, 'initial', initial, 'an object { weight, bias }');
-    checkFloatTensor('weight', initial.weight, [this.inFeatures, this.outFeatures]);
+    checkFloatTensor(`${WHERE} ${this.name}`, 'weight', initial.weight, [this.inFeatures, this.outFeatures]);
     if ((initial.bias === undefined) !== (this.base.bias === undefined)) {
       invalid(WHERE, 'bias', initial.bias, this.base.bias === undefined ? 'undefined (the base layer has no bias)' : `a tensor of shape [${this.outFeatures}] (the base layer has a bias)`);
     }
-    if (initial.bias !== undefined) checkFloatTensor('bias', initial.bias, [this.outFeatures]);
+    if (initial.bias !== undefined) checkFloatTensor(`${WHERE} ${this.name}`, 'bias', initial.bias, [this.outFeatures]);
   }
 
   /** Make `name` the adapter forward passes use; null runs the base alone. */
   setActiveAdapter(name: string | null): void {
-    this.assertLive();
+    this.assertChangeable('switch adapters');
     if (name !== null && this.adapterKind(name) === undefined) {
       invalid(WHERE, 'adapter name', name, `null or one of ${describe(this.adapterNames())}`);
     }
@@ -266,7 +284,7 @@ export class LoRALinear {
 
   /** Remove an adapter (either kind) and free its tensors. */
   deleteAdapter(name: string): void {
-    this.assertLive();
+    this.assertChangeable('delete an adapter');
     const kind = this.adapterKind(name);
     if (kind === undefined) invalid(WHERE, 'adapter name', name, `one of ${describe(this.adapterNames())}`);
     if (this.mergedName === name) {
@@ -296,7 +314,7 @@ export class LoRALinear {
   /** Counts: frozen = W (+ bias), lora = every LoRA adapter, saved = every full copy, trainable = the active one. */
   parameterCounts(): ParameterCounts {
     this.assertLive();
-    const original = this.beforeFullMerge ?? this.base;
+    const original = this.beforeMerge ?? this.base;
     const frozen = original.weight.size + (original.bias?.size ?? 0);
     let lora = 0;
     for (const a of this.adapters.values()) lora += adapterParameterCount(a);
@@ -314,12 +332,13 @@ export class LoRALinear {
    */
   apply(x: tf.Tensor, options: ForwardOptions = {}): tf.Tensor {
     this.assertLive();
+    checkOptions(`${WHERE} ${this.name}.apply`, 'options', options, 'an options object { training?, needsInputGrad? }');
     this.checkInput(x);
     const unmergedActive = this.activeName !== null && this.activeName !== this.mergedName ? this.activeName : null;
     const full = unmergedActive === null ? undefined : this.fullAdapters.get(unmergedActive);
     const needsInputGrad = options.needsInputGrad ?? true;
     if (full !== undefined) {
-      return withRows(x, this.outFeatures, (rows) => denseForward(rows, full.weight, full.bias, this.gradientPath, needsInputGrad));
+      return withRows(x, this.outFeatures, (rows) => denseForward(rows, full.weight, full.bias, this.path, needsInputGrad));
     }
     const adapter = unmergedActive === null ? null : this.adapter(unmergedActive);
     return withRows(x, this.outFeatures, (rows) => {
@@ -327,7 +346,7 @@ export class LoRALinear {
         adapter !== null && options.training === true && adapter.config.dropout > 0
           ? { rate: adapter.config.dropout, seed: adapter.rng.int(2 ** 31) }
           : null;
-      return linearForward(rows, this.base, adapter, { dropout, path: this.gradientPath, needsInputGrad });
+      return linearForward(rows, this.base, adapter, { dropout, path: this.path, needsInputGrad });
     });
   }
 
@@ -375,42 +394,56 @@ export class LoRALinear {
    * is a no-op: the delta is never added twice.
    */
   merge(): void {
-    this.assertLive();
+    this.assertChangeable('merge');
     if (this.mergedName !== null) return;
     if (this.activeName === null) throw new Error(`${WHERE} ${this.name}: no adapter is active, so there is nothing to merge`);
     const full = this.fullAdapters.get(this.activeName);
-    if (full !== undefined) {
-      this.beforeFullMerge = this.base;
-      this.base = { weight: tf.keep(tf.clone(full.weight)), bias: full.bias === undefined ? undefined : tf.keep(tf.clone(full.bias)) };
-      this.mergedName = full.name;
-      return;
+    const name = this.activeName;
+    checkAllocation(`${WHERE} ${this.name}.merge`, [{ what: 'the merged weight', elements: this.inFeatures * this.outFeatures }, ...(full?.bias !== undefined ? [{ what: 'the merged bias', elements: this.outFeatures }] : [])]);
+    const next: FrozenLinear = tf.tidy(() =>
+      full !== undefined
+        ? { weight: tf.clone(full.weight), bias: full.bias === undefined ? undefined : tf.clone(full.bias) }
+        : { weight: tf.add(this.base.weight, deltaWeight(this.adapter())) as tf.Tensor2D, bias: this.base.bias },
+    );
+    // As PEFT's safe_merge: a NaN or an overflow would poison the base for every adapter.
+    const finite = tf.tidy(() => tf.all(tf.isFinite(next.bias !== undefined && next.bias !== this.base.bias ? tf.concat([tf.reshape(next.weight, [-1]), next.bias]) : next.weight)).dataSync()[0] === 1);
+    if (!finite) {
+      next.weight.dispose();
+      if (next.bias !== this.base.bias) next.bias?.dispose();
+      throw new Error(`${WHERE} ${this.name}: merging adapter ${describe(name)} would put NaN or ±Infinity into the weight (its factors or its scale hold non-finite or overflowing values); the layer is unchanged`);
     }
-    const adapter = this.adapter();
-    this.replaceWeight(tf.tidy(() => tf.add(this.base.weight, deltaWeight(adapter))));
-    this.mergedName = adapter.name;
+    // The unmerged base is kept, so unmerge() restores it exactly (no W + ΔW − ΔW rounding);
+    // its transposed cache is not needed while merged.
+    this.base.weightT?.dispose();
+    this.base.weightT = undefined;
+    this.beforeMerge = this.base;
+    this.base = { weight: tf.keep(next.weight), bias: next.bias === undefined || next.bias === this.base.bias ? next.bias : tf.keep(next.bias) };
+    this.mergedName = name;
   }
 
-  /** Take the merged adapter back out of the weight (W ← W − s·A·B). No-op when unmerged. */
+  /** Restore the weight as it was before merge(), bit for bit. No-op when unmerged. */
   unmerge(): void {
-    this.assertLive();
-    if (this.mergedName === null) return;
-    if (this.beforeFullMerge !== null) {
-      disposeBase(this.base);
-      this.base = this.beforeFullMerge;
-      this.beforeFullMerge = null;
-      this.mergedName = null;
-      return;
-    }
-    const adapter = this.adapter(this.mergedName);
-    this.replaceWeight(tf.tidy(() => tf.sub(this.base.weight, deltaWeight(adapter))));
+    this.assertChangeable('unmerge');
+    if (this.mergedName === null || this.beforeMerge === null) return;
+    const merged = this.base;
+    this.base = this.beforeMerge;
+    this.beforeMerge = null;
     this.mergedName = null;
+    merged.weight.dispose();
+    merged.weightT?.dispose();
+    if (merged.bias !== this.base.bias) merged.bias?.dispose();
   }
 
   /** Free every tensor the layer holds. Using it afterwards throws. */
   dispose(): void {
     if (this.disposed) return;
+    assertNotTraining(`${WHERE} ${this.name}`, this, 'dispose the layer');
+    if (this.beforeMerge !== null) {
+      if (this.beforeMerge.bias !== this.base.bias) this.beforeMerge.bias?.dispose();
+      this.beforeMerge.weight.dispose();
+      this.beforeMerge.weightT?.dispose();
+    }
     disposeBase(this.base);
-    if (this.beforeFullMerge !== null) disposeBase(this.beforeFullMerge);
     for (const a of this.adapters.values()) disposeAdapter(a);
     for (const f of this.fullAdapters.values()) disposeFullAdapter(f);
     this.adapters.clear();
@@ -424,8 +457,8 @@ export class LoRALinear {
   }
 
   private checkNewName(name: string): void {
-    this.assertLive();
-    if (typeof name !== 'string' || name === '') invalid(WHERE, 'name', name, 'a non-empty string');
+    this.assertChangeable('add an adapter');
+    checkAdapterName(`${WHERE} ${this.name}`, 'name', name);
     if (this.adapterKind(name) !== undefined) invalid(WHERE, 'name', name, 'a name not already used by an adapter of this layer');
   }
 
@@ -445,14 +478,8 @@ export class LoRALinear {
     return adapter;
   }
 
-  private replaceWeight(next: tf.Tensor2D): void {
-    this.base.weight.dispose();
-    this.base.weightT?.dispose();
-    this.base = { ...this.base, weight: tf.keep(next), weightT: undefined };
-  }
-
   private checkInput(x: tf.Tensor): void {
-    if (!(x instanceof tf.Tensor)) invalid(WHERE, 'x', x, `a tensor of shape [..., ${this.inFeatures}]`);
+    checkLiveTensor(WHERE, 'x', x, `a live tensor of shape [..., ${this.inFeatures}]`);
     if (x.rank < 1 || x.shape[x.rank - 1] !== this.inFeatures) {
       invalid(WHERE, 'x', x, `a tensor of shape [..., ${this.inFeatures}] (last dimension = inFeatures)`);
     }
@@ -460,6 +487,11 @@ export class LoRALinear {
 
   private assertLive(): void {
     if (this.disposed) throw new Error(`${WHERE} ${this.name}: this layer has been disposed`);
+  }
+
+  private assertChangeable(what: string): void {
+    this.assertLive();
+    assertNotTraining(`${WHERE} ${this.name}`, this, what);
   }
 }
 
@@ -474,10 +506,20 @@ function disposeBase(base: FrozenLinear): void {
   base.bias?.dispose();
 }
 
-function checkFloatTensor(name: string, t: unknown, shape: readonly number[]): void {
-  checkShape(WHERE, name, t, shape);
-  const tensor = t as tf.Tensor;
-  if (!(tensor instanceof tf.Tensor) || tensor.isDisposed || tensor.dtype !== 'float32') {
-    invalid(WHERE, name, t, `a live float32 tensor of shape [${shape.join(', ')}]`);
-  }
+/** The tensors a frozen linear layer holds: W, b, and the transposed copy of W the fused backward pass caches. */
+export function linearTensors(inFeatures: number, outFeatures: number, withTranspose: boolean, label = 'base', withBias = true): PlannedTensor[] {
+  const w = inFeatures * outFeatures;
+  return [
+    { what: `${label} weight [${inFeatures}, ${outFeatures}]`, elements: w },
+    ...(withBias ? [{ what: `${label} bias [${outFeatures}]`, elements: outFeatures }] : []),
+    ...(withTranspose ? [{ what: `its transposed copy [${outFeatures}, ${inFeatures}]`, elements: w }] : []),
+  ];
+}
+
+/** The tensors of one adapter: A `[in, r]` and B `[r, out]`. */
+export function adapterTensors(inFeatures: number, outFeatures: number, rank: number, label = 'adapter'): PlannedTensor[] {
+  return [
+    { what: `${label} A [${inFeatures}, ${rank}]`, elements: inFeatures * rank },
+    { what: `${label} B [${rank}, ${outFeatures}]`, elements: rank * outFeatures },
+  ];
 }

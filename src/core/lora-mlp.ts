@@ -1,7 +1,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { type AdapterFactors, type FullWeights, type LoRAConfig, resolveLoRAConfig } from './lora-adapter.js';
 import type { GradientPath } from './lora-forward.js';
-import { LoRALinear } from './lora-linear.js';
+import { LoRALinear, adapterTensors, linearTensors } from './lora-linear.js';
+import { type PlannedTensor, checkAllocation } from '../runtime/memory-budget.js';
+import { assertNotTraining } from './training-lock.js';
 import { MLP, checkModelInput } from './mlp.js';
 import type { Model } from './model.js';
 import { layerSeed } from './model.js';
@@ -10,7 +12,7 @@ import { type ModuleRole, type TargetSpec, patternValue, resolveRoles } from './
 import { Rng, randomUniform } from '../util/random.js';
 import { withRows } from './rows.js';
 import { type RowGroups, groupRows } from './mixed-batch.js';
-import { checkDims, checkInteger, checkModuleNames, checkOneOf, describe, invalid } from '../util/validate.js';
+import { checkAdapterName, checkDims, checkFloatTensor, checkInteger, checkModuleNames, checkOneOf, checkOptions, describe, invalid } from '../util/validate.js';
 
 /**
  * What one adapter of a `LoRAMLP` is: the LoRA hyper-parameters plus, in PEFT's
@@ -79,8 +81,8 @@ export class LoRAMLP implements Model {
     const seed = checkInteger(WHERE, 'seed', options.seed ?? 0);
     const baseInit = checkOneOf(WHERE, 'baseInit', options.baseInit ?? 'normal', ['normal', 'kaiming'] as const);
     const names = checkModuleNames(WHERE, options.names, dims.length - 1);
-    const adapterName = options.adapterName ?? 'default';
-    if (!options.noAdapter && (typeof adapterName !== 'string' || adapterName === '')) invalid(WHERE, 'adapterName', adapterName, 'a non-empty string');
+    if (options.noAdapter !== undefined && typeof options.noAdapter !== 'boolean') invalid(WHERE, 'noAdapter', options.noAdapter, 'a boolean');
+    const adapterName = options.noAdapter ? 'default' : checkAdapterName(WHERE, 'adapterName', options.adapterName ?? 'default');
     const given = options.weights;
     if (given !== undefined) {
       if (!Array.isArray(given) || given.length !== dims.length - 1) invalid(WHERE, 'weights', given, `one { weight, bias } per layer (${dims.length - 1})`);
@@ -92,6 +94,10 @@ export class LoRAMLP implements Model {
     }
     // Check the whole first adapter before allocating anything.
     const plan = options.noAdapter ? null : planAdapter(WHERE, names, dims, options);
+    checkAllocation(`${WHERE} ${describe(dims)}`, [
+      ...dims.slice(1).flatMap((out, i) => linearTensors(dims[i], out, true, names[i], given === undefined || given[i].bias !== undefined)),
+      ...(plan === null ? [] : planTensors(plan, names, dims)),
+    ]);
     this.dims = [...dims];
     this.names = names;
     this.layers = dims.slice(1).map((out, i) => {
@@ -125,6 +131,7 @@ export class LoRAMLP implements Model {
 
   /** Gradient path of every layer (see `GradientPath`). */
   set gradientPath(path: GradientPath) {
+    checkOneOf(WHERE, 'gradientPath', path, ['auto', 'fused', 'autodiff'] as const);
     for (const l of this.layers) l.gradientPath = path;
   }
 
@@ -133,6 +140,7 @@ export class LoRAMLP implements Model {
   }
 
   apply(x: tf.Tensor, options: { training?: boolean } = {}): tf.Tensor {
+    checkOptions(`${WHERE}.apply`, 'options', options, 'an options object { training? }');
     checkModelInput(WHERE, x, this.dims[0]);
     return withRows(x, this.dims[this.dims.length - 1], (rows) =>
       tf.tidy(() => {
@@ -198,26 +206,32 @@ export class LoRAMLP implements Model {
    */
   addAdapter(name: string, config: AdapterOptions = {}, initial?: AdapterInitial): void {
     this.checkNewName(name);
-    this.insert(name, this.planWith(config, initial));
+    const plan = this.planWith(config, initial);
+    this.checkPlanFits(plan);
+    this.insert(name, plan);
   }
 
   /** Add an adapter described layer by layer (what adapter files and combinations produce). */
   addAdapterLayers(name: string, plan: readonly LayerPlan[]): void {
     this.checkNewName(name);
     this.checkAdapterLayers(plan);
+    this.checkPlanFits(plan);
     this.insert(name, plan);
   }
 
   /** Replace adapter `name` (not merged) by a new one; it stays active if it was. The model is unchanged on error. */
   replaceAdapter(name: string, config: AdapterOptions = {}, initial?: AdapterInitial): void {
     this.checkReplace(name);
-    this.swap(name, this.planWith(config, initial));
+    const plan = this.planWith(config, initial);
+    this.checkPlanFits(plan);
+    this.swap(name, plan);
   }
 
   /** Replace adapter `name` by one described layer by layer. */
   replaceAdapterLayers(name: string, plan: readonly LayerPlan[]): void {
     this.checkReplace(name);
     this.checkAdapterLayers(plan);
+    this.checkPlanFits(plan);
     this.swap(name, plan);
   }
 
@@ -240,6 +254,7 @@ export class LoRAMLP implements Model {
 
   /** Use adapter `name` (on the layers it covers; the others run as the base); null runs the frozen base alone. */
   setActiveAdapter(name: string | null): void {
+    assertNotTraining(WHERE, this, 'switch adapters');
     if (name !== null && !this.order.includes(name)) invalid(WHERE, 'adapter name', name, `null or one of ${describe(this.order)}`);
     const merged = this.mergedAdapter;
     if (merged !== null && name !== merged) {
@@ -264,6 +279,7 @@ export class LoRAMLP implements Model {
 
   /** Remove adapter `name` from every layer (it must not be merged). */
   deleteAdapter(name: string): void {
+    assertNotTraining(WHERE, this, 'delete an adapter');
     this.checkName(name);
     if (this.mergedAdapter === name) throw new Error(`${WHERE}: adapter ${describe(name)} is merged; call unmerge() before deleting it`);
     for (const l of this.layers) if (l.adapterKind(name) !== undefined) l.deleteAdapter(name);
@@ -273,13 +289,27 @@ export class LoRAMLP implements Model {
 
   /** Fold the active adapter into the weights of every layer it covers. */
   merge(): void {
+    assertNotTraining(WHERE, this, 'merge');
     if (this.merged) return;
     if (this.activeName === null) throw new Error(`${WHERE}: no adapter is active, so there is nothing to merge`);
     this.syncActive();
-    for (const l of this.layers) if (l.activeAdapter !== null) l.merge();
+    const done: LoRALinear[] = [];
+    try {
+      for (const l of this.layers) {
+        if (l.activeAdapter === null) continue;
+        l.merge();
+        done.push(l);
+      }
+    } catch (err) {
+      // unmerge restores each weight exactly, so a refused layer leaves the model as it was.
+      for (const l of done) l.unmerge();
+      throw err;
+    }
   }
 
+  /** Restore every weight exactly as it was before merge(). */
   unmerge(): void {
+    assertNotTraining(WHERE, this, 'unmerge');
     for (const l of this.layers) l.unmerge();
   }
 
@@ -288,6 +318,7 @@ export class LoRAMLP implements Model {
   }
 
   dispose(): void {
+    assertNotTraining(WHERE, this, 'dispose the model');
     for (const l of this.layers) l.dispose();
   }
 
@@ -298,11 +329,13 @@ export class LoRAMLP implements Model {
   }
 
   private checkNewName(name: string): void {
-    if (typeof name !== 'string' || name === '') invalid(WHERE, 'name', name, 'a non-empty string');
+    assertNotTraining(WHERE, this, 'add an adapter');
+    checkAdapterName(WHERE, 'name', name);
     if (this.order.includes(name)) invalid(WHERE, 'name', name, 'a name not already used by an adapter of this model');
   }
 
   private checkReplace(name: string): void {
+    assertNotTraining(WHERE, this, 'replace an adapter');
     this.checkName(name);
     if (this.mergedAdapter === name) throw new Error(`${WHERE}: adapter ${describe(name)} is merged; call unmerge() before replacing it`);
   }
@@ -344,6 +377,11 @@ export class LoRAMLP implements Model {
     });
   }
 
+  /** Refuse a plan whose new tensors do not fit, before any layer allocates its part. */
+  private checkPlanFits(plan: readonly LayerPlan[]): void {
+    checkAllocation(WHERE, planTensors(plan, this.names, this.dims));
+  }
+
   /** Allocate a checked adapter on every layer it covers. */
   private insert(name: string, plan: readonly LayerPlan[]): void {
     plan.forEach((p, i) => {
@@ -382,8 +420,16 @@ export class LoRAMLP implements Model {
 }
 
 function checkLiveShape(name: string, t: unknown, shape: readonly number[]): void {
-  const ok = t instanceof tf.Tensor && !t.isDisposed && t.dtype === 'float32' && t.shape.length === shape.length && t.shape.every((d: number, i: number) => d === shape[i]);
-  if (!ok) invalid(WHERE, name, t, `a live float32 tensor of shape [${shape.join(', ')}]`);
+  checkFloatTensor(WHERE, name, t, shape);
+}
+
+/** The tensors a plan allocates: A and B of each LoRA layer, W and b of each full copy. */
+function planTensors(plan: readonly LayerPlan[], names: readonly string[], dims: readonly number[]): PlannedTensor[] {
+  return plan.flatMap((p, i): PlannedTensor[] => {
+    if (p === null) return [];
+    if (p.kind === 'full') return linearTensors(dims[i], dims[i + 1], false, `${names[i]} full copy`);
+    return adapterTensors(dims[i], dims[i + 1], p.config.rank ?? 4, names[i]);
+  });
 }
 
 /**
@@ -405,8 +451,9 @@ export function planAdapter(where: string, names: readonly string[], dims: reado
     };
     const config: LoRAConfig = {
       ...base,
-      rank: patternValue(where, 'rankPattern', options.rankPattern, names[i], options.rank ?? 4),
-      alpha: patternValue(where, 'alphaPattern', options.alphaPattern, names[i], options.alpha ?? 1),
+      // An explicit null is refused by resolveLoRAConfig, not read as "the default".
+      rank: patternValue(where, 'rankPattern', options.rankPattern, names[i], options.rank === undefined ? 4 : options.rank),
+      alpha: patternValue(where, 'alphaPattern', options.alphaPattern, names[i], options.alpha === undefined ? 1 : options.alpha),
     };
     resolveLoRAConfig(`${where} (${names[i]}: ${dims[i]} → ${dims[i + 1]})`, config);
     return { kind: 'lora', config };

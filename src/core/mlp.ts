@@ -6,7 +6,9 @@ import { layerSeed } from './model.js';
 import type { ParameterCounts } from './params.js';
 import { Rng } from '../util/random.js';
 import { withRows } from './rows.js';
-import { checkDims, checkInteger, checkModuleNames, checkOneOf, invalid } from '../util/validate.js';
+import { checkDims, checkInteger, checkLiveTensor, checkModuleNames, checkOneOf, checkOptions, describe, invalid } from '../util/validate.js';
+import { checkAllocation } from '../runtime/memory-budget.js';
+import { linearTensors } from './lora-linear.js';
 
 /** Options of {@link MLP}. */
 export interface MLPOptions {
@@ -35,7 +37,16 @@ export class MLP implements Model {
   readonly layers: readonly Dense[];
   /** Module name of each layer (see {@link MLPOptions.names}). */
   readonly names: readonly string[];
-  gradientPath: GradientPath = 'auto';
+  private path: GradientPath = 'auto';
+
+  /** How gradients are computed: `auto` picks the fused path on wasm/cpu. */
+  get gradientPath(): GradientPath {
+    return this.path;
+  }
+
+  set gradientPath(path: GradientPath) {
+    this.path = checkOneOf('MLP', 'gradientPath', path, ['auto', 'fused', 'autodiff'] as const);
+  }
 
   constructor(dims: readonly number[], options: MLPOptions = {}) {
     if (options === null || typeof options !== 'object') invalid('MLP', 'options', options, 'an options object');
@@ -45,18 +56,19 @@ export class MLP implements Model {
     const bias = options.bias ?? true;
     if (typeof bias !== 'boolean') invalid('MLP', 'bias', bias, 'a boolean');
     this.names = checkModuleNames('MLP', options.names, dims.length - 1);
+    checkAllocation(`MLP ${describe(dims)}`, dims.slice(1).flatMap((out, i) => linearTensors(dims[i], out, false, this.names[i], bias)));
     this.dims = [...dims];
     this.layers = dims.slice(1).map((out, i) => new Dense(dims[i], out, new Rng(layerSeed(seed, i)), init, bias));
   }
 
   apply(x: tf.Tensor, options: { training?: boolean } = {}): tf.Tensor {
-    void options; // no dropout in the baseline
+    checkOptions('MLP.apply', 'options', options, 'an options object { training? }'); // no dropout in the baseline
     checkModelInput('MLP', x, this.dims[0]);
     return withRows(x, this.dims[this.dims.length - 1], (rows) =>
       tf.tidy(() => {
         let h = rows;
         this.layers.forEach((layer, i) => {
-          h = layer.apply(h, this.gradientPath, i > 0);
+          h = layer.apply(h, this.path, i > 0);
           if (i < this.layers.length - 1) h = tf.relu(h);
         });
         return h;
@@ -126,6 +138,7 @@ export class MLP implements Model {
 
 /** Throw unless x is `[..., inFeatures]`. */
 export function checkModelInput(where: string, x: unknown, inFeatures: number): void {
+  checkLiveTensor(where, 'x', x, `a live tensor of shape [..., ${inFeatures}]`);
   const ok = x instanceof tf.Tensor && x.rank >= 1 && x.shape[x.rank - 1] === inFeatures;
   if (!ok) invalid(where, 'x', x, `a tensor of shape [..., ${inFeatures}]`);
 }

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { checkAllocation } from '../runtime/memory-budget.js';
 
 /**
  * Run `f` on x `[..., in]` viewed as rows `[n, in]`, and give the result back the leading
@@ -6,6 +7,9 @@ import * as tf from '@tensorflow/tfjs-core';
  * operands; a 3-D input runs ~30x slower, so every layer flattens first.
  */
 export function withRows(x: tf.Tensor, outFeatures: number, f: (rows: tf.Tensor2D) => tf.Tensor2D): tf.Tensor {
+  // A huge batch through a wide layer must be refused, not abort the wasm heap.
+  const n = x.size / Math.max(1, x.shape[x.rank - 1]);
+  checkAllocation('forward pass', [{ what: `the output [${n}, ${outFeatures}]`, elements: n * outFeatures }]);
   if (x.rank === 2) return f(x as tf.Tensor2D);
   return tf.tidy(() => {
     const inFeatures = x.shape[x.rank - 1];

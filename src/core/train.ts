@@ -1,7 +1,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Model } from './model.js';
 import { Rng } from '../util/random.js';
-import { checkInteger, checkOneOf, checkPositiveFinite, checkPositiveInt, invalid } from '../util/validate.js';
+import { checkFloatTensor, checkInteger, checkLiveTensor, checkOneOf, checkPositiveFinite, checkPositiveInt, invalid } from '../util/validate.js';
+import { checkAllocation } from '../runtime/memory-budget.js';
+import { lockForTraining } from './training-lock.js';
 
 /** Options of {@link train}. Give exactly one of `steps` and `epochs`. */
 export interface TrainOptions {
@@ -42,10 +44,26 @@ export function mse(prediction: tf.Tensor, target: tf.Tensor): tf.Scalar {
  * Minimise the MSE with Adam over the model's trainable variables only (frozen weights
  * never enter the gradient computation). Minibatches are drawn from a seeded generator, so
  * a run repeats exactly. The optimizer and its state are freed before this returns.
+ *
+ * Every option is checked before the first step. A step whose loss or gradients are not
+ * finite (a NaN in the data, a learning rate that diverged) is not applied: `train` throws
+ * {@link NonFiniteLossError} naming the step, with the weights as they were before it.
+ * While it runs, the model refuses state changes (merge, switch, add, delete, dispose) and
+ * a second concurrent `train`.
  */
 export async function train(model: Model, options: TrainOptions): Promise<TrainResult> {
   const plan = checkTrainOptions(model, options);
   const variables = model.trainableVariables();
+  const trainable = variables.reduce((n, v) => n + v.size, 0);
+  // Adam's two moments and one set of gradients live beside the variables.
+  checkAllocation('train', [
+    { what: "Adam's moments", elements: 2 * trainable },
+    { what: 'the gradients', elements: trainable },
+  ]);
+  // A LoRAMLP's layers are locked too: onStep could reach them through model.layers.
+  const layers = (model as unknown as { layers?: unknown }).layers;
+  const owners: object[] = [model, ...(Array.isArray(layers) ? (layers as object[]) : [])];
+  const release = lockForTraining('train', owners);
   const optimizer = tf.train.adam(plan.learningRate, 0.9, 0.999, 1e-8);
   const rng = new Rng(plan.seed);
   const losses: number[] = [];
@@ -54,34 +72,69 @@ export async function train(model: Model, options: TrainOptions): Promise<TrainR
   const adam = optimizer as unknown as { learningRate: number };
   try {
     for (const batch of batches(plan, rng)) {
+      const step = losses.length;
       if (plan.schedule === 'cosine') {
-        adam.learningRate = 0.5 * plan.learningRate * (1 + Math.cos((Math.PI * losses.length) / plan.totalSteps));
+        adam.learningRate = 0.5 * plan.learningRate * (1 + Math.cos((Math.PI * step) / plan.totalSteps));
       }
-      const loss = optimizer.minimize(
+      const { value, grads } = tf.variableGrads(
         () =>
           tf.tidy(() => {
             const idx = tf.tensor1d(batch, 'int32');
             return mse(model.apply(tf.gather(options.x, idx), { training: true }), tf.gather(options.y, idx));
           }),
-        true,
         variables,
-      ) as tf.Scalar;
-      const value = (await loss.data())[0];
-      loss.dispose();
-      losses.push(value);
-      options.onStep?.(losses.length - 1, value);
+      );
+      // One read per step: the loss and whether every gradient is finite.
+      const check = tf.tidy(() => {
+        const finite = Object.values(grads).map((g) => tf.all(tf.isFinite(g)));
+        return tf.stack([value, tf.cast(finite.length === 1 ? finite[0] : tf.all(tf.stack(finite)), 'float32')]);
+      });
+      const [loss, gradsFinite] = await check.data();
+      check.dispose();
+      value.dispose();
+      if (!Number.isFinite(loss) || gradsFinite !== 1) {
+        tf.dispose(Object.values(grads));
+        throw new NonFiniteLossError(step, loss);
+      }
+      optimizer.applyGradients(grads as Parameters<typeof optimizer.applyGradients>[0]);
+      tf.dispose(Object.values(grads));
+      losses.push(loss);
+      plan.onStep?.(step, loss);
     }
   } finally {
     optimizer.dispose();
+    release();
   }
   return { losses, msPerStep: (performance.now() - started) / Math.max(1, losses.length) };
 }
 
-/** The MSE of the model's predictions on (x, y). */
+/** A training step whose loss or gradients were NaN or ±Infinity; it was not applied. */
+export class NonFiniteLossError extends Error {
+  /** The 0-based index of the step that was not applied. */
+  readonly step: number;
+  readonly loss: number;
+  constructor(step: number, loss: number) {
+    const what = Number.isFinite(loss) ? `the gradients of step ${step} are not finite (loss ${loss})` : `the loss of step ${step} is ${loss}`;
+    const kept = step === 0 ? 'the weights are as they were before train()' : `the weights are those after step ${step - 1}`;
+    super(
+      `train: ${what}; the step was not applied, so ${kept}. ` +
+        'Check the data for NaN/Infinity and lower learningRate if the loss was growing.',
+    );
+    this.name = 'NonFiniteLossError';
+    this.step = step;
+    this.loss = loss;
+  }
+}
+
+/** The MSE of the model's predictions on (x, y): x `[n, in]`, y `[n, out]` (same rows; no broadcasting). */
 export function evaluate(model: Model, x: tf.Tensor, y: tf.Tensor): number {
+  const first = model.dims[0];
   const last = model.dims[model.dims.length - 1];
-  if (!(y instanceof tf.Tensor) || y.shape[y.rank - 1] !== last) {
-    invalid('evaluate', 'y', y, `a tensor of shape [..., ${last}]`);
+  checkLiveTensor('evaluate', 'x', x, `a live tensor of shape [n, ${first}]`);
+  if (x.rank !== 2 || x.shape[1] !== first) invalid('evaluate', 'x', x, `a tensor of shape [n, ${first}]`);
+  checkLiveTensor('evaluate', 'y', y, `a live tensor of shape [${x.shape[0]}, ${last}]`);
+  if (y.rank !== 2 || y.shape[0] !== x.shape[0] || y.shape[1] !== last) {
+    invalid('evaluate', 'y', y, `a tensor of shape [${x.shape[0]}, ${last}] (one target row per row of x)`);
   }
   const loss = tf.tidy(() => mse(model.predict(x), y));
   const value = loss.dataSync()[0];
@@ -98,19 +151,24 @@ interface TrainPlan {
   batchSize: number;
   learningRate: number;
   seed: number;
+  onStep?: (step: number, loss: number) => void;
 }
 
+const TRAIN_FIELDS = ['x', 'y', 'steps', 'epochs', 'batchSize', 'learningRate', 'seed', 'schedule', 'onStep'];
+
 function checkTrainOptions(model: Model, o: TrainOptions): TrainPlan {
+  if (model === null || typeof model !== 'object' || typeof (model as Model).trainableVariables !== 'function' || !Array.isArray((model as Model).dims)) {
+    invalid('train', 'model', model, 'a model (LoRAMLP, MLP or another Model)');
+  }
   if (o === null || typeof o !== 'object') invalid('train', 'options', o, 'an options object');
+  const unknown = Object.keys(o).filter((k) => !TRAIN_FIELDS.includes(k));
+  if (unknown.length > 0) invalid('train', 'options', unknown, `only the fields ${TRAIN_FIELDS.join(', ')}`);
   const inF = model.dims[0];
   const outF = model.dims[model.dims.length - 1];
-  if (!(o.x instanceof tf.Tensor) || o.x.rank !== 2 || o.x.shape[1] !== inF) {
-    invalid('train', 'x', o.x, `a tensor of shape [n, ${inF}]`);
-  }
-  const n = o.x.shape[0];
-  if (!(o.y instanceof tf.Tensor) || o.y.rank !== 2 || o.y.shape[0] !== n || o.y.shape[1] !== outF) {
-    invalid('train', 'y', o.y, `a tensor of shape [${n}, ${outF}] (one target row per input row)`);
-  }
+  checkFloatTensor('train', 'x', o.x, [null, inF]);
+  const n = (o.x as tf.Tensor).shape[0];
+  checkFloatTensor('train', 'y', o.y, [n, outF]);
+  if (n === 0) invalid('train', 'x', o.x, 'at least one row');
   if ((o.steps === undefined) === (o.epochs === undefined)) {
     invalid('train', 'steps/epochs', { steps: o.steps, epochs: o.epochs }, 'exactly one of steps and epochs');
   }
@@ -126,8 +184,23 @@ function checkTrainOptions(model: Model, o: TrainOptions): TrainPlan {
     throw new Error('train: the model has no trainable variables (no active adapter?)');
   }
   const schedule = checkOneOf('train', 'schedule', o.schedule ?? 'constant', ['constant', 'cosine'] as const);
+  if (o.onStep !== undefined && typeof o.onStep !== 'function') invalid('train', 'onStep', o.onStep, 'a function (step, loss) => void');
+  // Bad rows would only show as a NaN loss at whichever step first draws them: say which now.
+  firstNonFinite('x', o.x);
+  firstNonFinite('y', o.y);
   const totalSteps = o.steps ?? (o.epochs ?? 0) * Math.ceil(n / batchSize);
-  return { n, totalSteps, schedule, steps: o.steps, epochs: o.epochs, batchSize, learningRate, seed };
+  return { n, totalSteps, schedule, steps: o.steps, epochs: o.epochs, batchSize, learningRate, seed, onStep: o.onStep };
+}
+
+function firstNonFinite(name: string, t: tf.Tensor2D): void {
+  const bad = tf.tidy(() => tf.logicalNot(tf.all(tf.isFinite(t), 1)));
+  const rows = Array.from(bad.dataSync());
+  bad.dispose();
+  const i = rows.indexOf(1);
+  if (i >= 0) {
+    const count = rows.filter((v) => v === 1).length;
+    invalid('train', name, t, `finite values (row ${i}${count > 1 ? ` and ${count - 1} more rows` : ''} hold NaN or ±Infinity)`);
+  }
 }
 
 /** Row indices of each minibatch: random draws per step, or shuffled epochs. */

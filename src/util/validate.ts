@@ -3,13 +3,38 @@
  * allocated, with a message naming the argument, the value received and what was expected.
  */
 
-/** Render a received value for an error message without dumping whole arrays. */
+/** Render a received value for an error message: short, whatever it is (long arrays, cycles, huge strings). */
 export function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (Array.isArray(value)) return `[${value.map(describe).join(', ')}]`;
+  return render(value, new Set(), 0);
+}
+
+const MAX_ITEMS = 8;
+const MAX_CHARS = 80;
+
+function render(value: unknown, seen: Set<unknown>, depth: number): string {
+  if (typeof value === 'string') {
+    const s = value.length > MAX_CHARS ? `${value.slice(0, MAX_CHARS)}…` : value;
+    return value.length > MAX_CHARS ? `${JSON.stringify(s)} (${value.length} characters)` : JSON.stringify(s);
+  }
+  if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value === 'function') return 'a function';
+  if (Array.isArray(value)) {
+    if (seen.has(value)) return '[circular]';
+    if (depth > 3) return `[${value.length} entries]`;
+    seen.add(value);
+    const head = value.slice(0, MAX_ITEMS).map((v) => render(v, seen, depth + 1));
+    seen.delete(value);
+    return value.length > MAX_ITEMS ? `[${head.join(', ')}, … (${value.length} entries)]` : `[${head.join(', ')}]`;
+  }
   if (value !== null && typeof value === 'object') {
-    const shape = (value as { shape?: unknown }).shape;
-    if (Array.isArray(shape)) return `a tensor of shape [${shape.join(', ')}]`;
+    const t = value as { shape?: unknown; dtype?: unknown; isDisposed?: unknown };
+    if (Array.isArray(t.shape) && typeof t.dtype === 'string') {
+      const shape = t.shape.length > MAX_ITEMS ? `${t.shape.slice(0, MAX_ITEMS).join(', ')}, …` : t.shape.join(', ');
+      // The usual case reads plainly; only a surprising dtype or a disposed tensor is called out.
+      const kind = [t.isDisposed === true ? 'disposed' : '', t.dtype === 'float32' ? '' : t.dtype].filter(Boolean).join(' ');
+      return kind === '' ? `a tensor of shape [${shape}]` : `${/^[aeiou]/.test(kind) ? 'an' : 'a'} ${kind} tensor of shape [${shape}]`;
+    }
+    if (Array.isArray(t.shape)) return `an object of shape [${t.shape.slice(0, MAX_ITEMS).join(', ')}]`;
     return Object.prototype.toString.call(value);
   }
   return String(value);
@@ -64,8 +89,8 @@ export function checkShape(where: string, name: string, tensor: unknown, expecte
 
 /** Layer sizes such as [512, 2048, 2048, 128]: at least two positive integers. */
 export function checkDims(where: string, dims: unknown): number[] {
-  if (!Array.isArray(dims) || dims.length < 2 || !dims.every((d) => Number.isInteger(d) && d > 0)) {
-    invalid(where, 'dims', dims, 'an array of at least two positive integers (input, hidden…, output)');
+  if (!Array.isArray(dims) || dims.length < 2 || dims.length > 10_000 || !dims.every((d) => Number.isSafeInteger(d) && d > 0)) {
+    invalid(where, 'dims', dims, 'an array of 2 to 10,000 positive integers (input, hidden…, output)');
   }
   return dims as number[];
 }
@@ -83,4 +108,40 @@ export function checkModuleNames(where: string, names: unknown, count: number): 
     new Set(names).size === names.length;
   if (!ok) invalid(where, 'names', names, `${count} distinct module names, one per layer (PyTorch paths such as "fc1", "mlp.fc1" or "0")`);
   return [...(names as string[])];
+}
+
+/**
+ * Throw unless `value` is a live float32 tensor of the given shape (null entries: any
+ * size). Disposed, int32, string and wrongly shaped tensors are all refused here, before
+ * anything reads them.
+ */
+export function checkFloatTensor(where: string, name: string, value: unknown, shape: readonly (number | null)[]): void {
+  const t = value as { shape?: unknown; dtype?: unknown; isDisposed?: unknown; rank?: unknown } | null;
+  const expected = `a live float32 tensor of shape [${shape.map((d) => d ?? 'n').join(', ')}]`;
+  const isTensor = t !== null && typeof t === 'object' && Array.isArray(t.shape) && typeof t.dtype === 'string';
+  if (!isTensor || t.isDisposed === true || t.dtype !== 'float32') invalid(where, name, value, expected);
+  const s = t.shape as number[];
+  if (s.length !== shape.length || !s.every((d, i) => shape[i] === null || d === shape[i])) invalid(where, name, value, expected);
+}
+
+/** Throw unless `value` is a live tensor (any dtype or shape): what every forward pass checks first. */
+export function checkLiveTensor(where: string, name: string, value: unknown, expected: string): void {
+  const t = value as { shape?: unknown; dtype?: unknown; isDisposed?: unknown } | null;
+  const isTensor = t !== null && typeof t === 'object' && Array.isArray(t.shape) && typeof t.dtype === 'string';
+  if (!isTensor || t.isDisposed === true) invalid(where, name, value, expected);
+}
+
+/**
+ * Adapter names: non-empty strings of at most 256 characters, without control characters
+ * or surrounding spaces (they become file-name parts and PEFT state-dict key parts).
+ */
+export function checkAdapterName(where: string, name: string, value: unknown): string {
+  const ok = typeof value === 'string' && value.length > 0 && value.length <= 256 && value.trim() === value && !/[\u0000-\u001f\u007f]/.test(value);
+  if (!ok) invalid(where, name, value, 'a non-empty adapter name (at most 256 characters, no control characters, no spaces at either end)');
+  return value as string;
+}
+
+/** Throw unless `value` is undefined or an object (options arguments: `null` is refused, not read). */
+export function checkOptions(where: string, name: string, value: unknown, expected = 'an options object'): void {
+  if (value !== undefined && (value === null || typeof value !== 'object' || Array.isArray(value))) invalid(where, name, value, expected);
 }
