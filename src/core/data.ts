@@ -100,13 +100,16 @@ export function lowRankShiftTask(options: LowRankShiftOptions): LowRankShiftTask
   const count = checkPositiveInt(where, 'tasks', options.tasks ?? 1);
   const seed = checkInteger(where, 'seed', options.seed ?? 0);
 
-  const layerSizes = dims.slice(1).reduce((a, out, i) => a + dims[i] * out + out, 0);
   const rows = samples + testSamples;
+  const out = dims[dims.length - 1];
   checkAllocation(where, [
-    { what: 'the base network', elements: layerSizes },
-    { what: "every task's weight changes", elements: count * (layerSizes - dims.slice(1).reduce((a, b) => a + b, 0)) },
-    { what: 'inputs', elements: rows * dims[0] },
-    { what: 'targets', elements: (count + 1) * rows * dims[dims.length - 1] },
+    ...dims.slice(1).flatMap((o, i) => [
+      { what: `base fc${i + 1} weight [${dims[i]}, ${o}]`, elements: dims[i] * o },
+      { what: `base fc${i + 1} bias [${o}]`, elements: o },
+      ...Array.from({ length: count }, (_, t) => ({ what: `task ${t} fc${i + 1} change [${dims[i]}, ${o}]`, elements: dims[i] * o })),
+    ]),
+    { what: `inputs [${rows}, ${dims[0]}]`, elements: rows * dims[0] },
+    ...Array.from({ length: count + 1 }, (_, t) => ({ what: `targets ${t} [${rows}, ${out}]`, elements: rows * out })),
   ]);
   const rng = new Rng(seed);
   const base = new MLP(dims, { seed, init: 'he' });

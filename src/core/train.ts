@@ -199,7 +199,7 @@ function firstNonFinite(name: string, t: tf.Tensor2D): void {
   const i = rows.indexOf(1);
   if (i >= 0) {
     const count = rows.filter((v) => v === 1).length;
-    invalid('train', name, t, `finite values (row ${i}${count > 1 ? ` and ${count - 1} more rows` : ''} hold NaN or ±Infinity)`);
+    invalid('train', name, t, `finite values (row ${i}${count > 1 ? ` and ${count - 1} more rows hold` : ' holds'} NaN or ±Infinity)`);
   }
 }
 
