@@ -34,7 +34,7 @@ function render(value: unknown, seen: Set<unknown>, depth: number): string {
       const kind = [t.isDisposed === true ? 'disposed' : '', t.dtype === 'float32' ? '' : t.dtype].filter(Boolean).join(' ');
       return kind === '' ? `a tensor of shape [${shape}]` : `${/^[aeiou]/.test(kind) ? 'an' : 'a'} ${kind} tensor of shape [${shape}]`;
     }
-    if (Array.isArray(t.shape)) return `an object of shape [${t.shape.slice(0, MAX_ITEMS).join(', ')}]`;
+    if (Array.isArray(t.shape)) return `a tensor of shape [${t.shape.slice(0, MAX_ITEMS).join(', ')}]`;
     return Object.prototype.toString.call(value);
   }
   return String(value);
