@@ -20,9 +20,8 @@ export {
   adapterParameterCount,
   loraScale,
 } from './core/lora-adapter.js';
-export { type FrozenLinear, type GradientPath, type LowRankTerm, linearForward, resolveGradientPath } from './core/lora-forward.js';
+export type { FrozenLinear, GradientPath, LowRankTerm } from './core/lora-forward.js';
 export { type AdapterKind, type ForwardOptions, type LoRALinearOptions, LoRALinear, deltaWeight } from './core/lora-linear.js';
-export { Dense, denseForward } from './core/dense.js';
 // LoRA for any tfjs Layers model (the layer classes register themselves for model.json).
 export { type ActiveFactors, type CallKwargs, type LayerAdapterSpec, type LoRALayerArgs, type SerializedLayer, LoRALayer } from './layers/lora-layer.js';
 export { LoRADense } from './layers/lora-dense.js';
@@ -42,19 +41,8 @@ export {
 export { type MergeOptions, mergeAndUnload, unload } from './layers/merge.js';
 export { type ModelLayer, modelLayers } from './layers/model-graph.js';
 export { MLP, type MLPOptions } from './core/mlp.js';
-export { type AdapterInitial, type AdapterOptions, type FromBaseOptions, type LayerPlan, LoRAMLP, type LoRAMLPOptions, planAdapter } from './core/lora-mlp.js';
-export {
-  ALL_LINEAR,
-  type ModuleRole,
-  type ModuleSelector,
-  type Pattern,
-  type TargetSpec,
-  exactPattern,
-  isModuleToSave,
-  patternValue,
-  pythonRegex,
-  resolveRoles,
-} from './core/targets.js';
+export { type AdapterInitial, type AdapterOptions, type FromBaseOptions, type LayerPlan, LoRAMLP, type LoRAMLPOptions } from './core/lora-mlp.js';
+export { ALL_LINEAR, type ModuleRole, type ModuleSelector, type Pattern, type TargetSpec } from './core/targets.js';
 export { type WarningHandler, setWarningHandler } from './util/warnings.js';
 export { VERSION } from './version.js';
 export type { Model } from './core/model.js';
@@ -157,4 +145,4 @@ export { type CombineOptions, type CombineResult, type WeightedAdapter, combineA
 export { type RowGroups, groupRows } from './core/mixed-batch.js';
 export { disableWasmMatMulFastPath, enableWasmMatMulFastPath, wasmMatMulFastPathEnabled } from './runtime/wasm-matmul.js';
 export { registerWasmTrainingKernels, wasmTrainingKernelsRegistered } from './runtime/wasm-kernels.js';
-export { type MemoryLimits, type PlannedTensor, checkAllocation, memoryLimits, setMemoryLimit } from './runtime/memory-budget.js';
+export { type MemoryLimits, memoryLimits, setMemoryLimit } from './runtime/memory-budget.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { exactPattern, isModuleToSave, patternValue, pythonRegex, resolveRoles } from '../src/index.js';
+import { exactPattern, isModuleToSave, patternValue, pythonRegex, resolveRoles } from '../src/core/targets.js';
 import { parseOrderedJson } from '../src/formats/ordered-json.js';
 
 // PEFT 0.21's rules (tuners_utils.check_target_module_exists, other.get_pattern_key,

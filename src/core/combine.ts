@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { LayerPlan, LoRAMLP } from './lora-mlp.js';
+import { type LayerPlan, LoRAMLP } from './lora-mlp.js';
 import { truncateProduct } from './linalg.js';
 import { checkOneOf, checkPositiveInt, invalid } from '../util/validate.js';
 
@@ -42,6 +42,7 @@ export interface CombineResult {
  */
 export function combineAdapters(model: LoRAMLP, sources: readonly WeightedAdapter[], name: string, options: CombineOptions = {}): CombineResult {
   const where = 'combineAdapters';
+  if (!(model instanceof LoRAMLP)) invalid(where, 'model', model, 'a LoRAMLP');
   if (options === null || typeof options !== 'object') invalid(where, 'options', options, 'an options object');
   const method = checkOneOf(where, 'method', options.method ?? 'cat', ['cat', 'svd'] as const);
   if (!Array.isArray(sources) || sources.length === 0) invalid(where, 'sources', sources, 'a non-empty array of { name, weight }');

@@ -73,6 +73,7 @@ export function resolveLoRAConfig(where: string, config: LoRAConfig): ResolvedLo
 
 /** s = alpha / r, or alpha / √r for rsLoRA. */
 export function loraScale(config: Pick<ResolvedLoRAConfig, 'alpha' | 'rank' | 'useRsLora'>): number {
+  if (config === null || typeof config !== 'object') invalid('loraScale', 'config', config, 'an object { alpha, rank, useRsLora }');
   return config.useRsLora ? config.alpha / Math.sqrt(config.rank) : config.alpha / config.rank;
 }
 
@@ -131,6 +132,7 @@ export interface FullAdapter {
 
 /** Number of values in A and B. */
 export function adapterParameterCount(adapter: LoRAAdapter): number {
+  if (adapter === null || typeof adapter !== 'object' || adapter.A === undefined || adapter.B === undefined) invalid('adapterParameterCount', 'adapter', adapter, 'an adapter { A, B } (from layer.adapter())');
   return adapter.A.size + adapter.B.size;
 }
 

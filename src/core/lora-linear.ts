@@ -497,6 +497,10 @@ export class LoRALinear {
 
 /** s·A·B, the adapter's weight update `[in, out]`. */
 export function deltaWeight(adapter: Pick<LoRAAdapter, 'A' | 'B' | 'scale'>): tf.Tensor2D {
+  if (adapter === null || typeof adapter !== 'object') invalid('deltaWeight', 'adapter', adapter, 'an adapter { A, B, scale } (from layer.adapter())');
+  checkFloatTensor('deltaWeight', 'A', adapter.A, [null, null]);
+  checkFloatTensor('deltaWeight', 'B', adapter.B, [adapter.A.shape[1], null]);
+  if (typeof adapter.scale !== 'number' || !Number.isFinite(adapter.scale)) invalid('deltaWeight', 'scale', adapter.scale, 'a finite number');
   return tf.tidy(() => tf.mul(tf.matMul(adapter.A, adapter.B), adapter.scale));
 }
 

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { LoRAAdapter } from './lora-adapter.js';
+import { invalid } from '../util/validate.js';
 
 /**
  * Mixed-adapter batches: every row of a batch names its own adapter (or none). The base
@@ -17,6 +18,10 @@ export interface RowGroups {
 
 /** Group a batch's rows by the adapter each one names (null: the base alone). Pure. */
 export function groupRows(rowAdapters: readonly (string | null)[]): RowGroups {
+  if (!Array.isArray(rowAdapters)) invalid('groupRows', 'rowAdapters', rowAdapters, 'an array of adapter names or nulls, one per row');
+  rowAdapters.forEach((n, i) => {
+    if (n !== null && (typeof n !== 'string' || n === '')) invalid('groupRows', `rowAdapters[${i}]`, n, 'an adapter name or null');
+  });
   const index = new Map<string, number[]>();
   rowAdapters.forEach((name, i) => {
     if (name === null) return;

@@ -1,3 +1,5 @@
+import { checkDims, checkPositiveInt, invalid } from '../util/validate.js';
+
 /**
  * Parameter accounting. "frozen" counts base weights and biases that never train,
  * "lora" every LoRA factor held, "saved" every full trainable copy of a layer (PEFT's
@@ -24,11 +26,15 @@ export interface HasParameterCounts {
 
 /** The counts of a layer or a model. */
 export function parameterCounts(target: HasParameterCounts): ParameterCounts {
+  if (target === null || typeof target !== 'object' || typeof target.parameterCounts !== 'function') {
+    invalid('parameterCounts', 'target', target, 'a layer or model with parameterCounts() (LoRALinear, LoRAMLP, MLP)');
+  }
   return target.parameterCounts();
 }
 
 /** Element-wise sum of several counts (e.g. the layers of a model). */
 export function sumCounts(counts: readonly ParameterCounts[]): ParameterCounts {
+  if (!Array.isArray(counts)) invalid('sumCounts', 'counts', counts, 'an array of parameter counts');
   const sum: ParameterCounts = { total: 0, trainable: 0, frozen: 0, lora: 0, saved: 0 };
   for (const c of counts) {
     sum.total += c.total;
@@ -42,6 +48,7 @@ export function sumCounts(counts: readonly ParameterCounts[]): ParameterCounts {
 
 /** Parameters of a fully connected network with biases: Σ (in·out + out). */
 export function mlpParameterCount(dims: readonly number[]): number {
+  checkDims('mlpParameterCount', dims);
   let n = 0;
   for (let i = 0; i + 1 < dims.length; i++) n += dims[i] * dims[i + 1] + dims[i + 1];
   return n;
@@ -49,6 +56,8 @@ export function mlpParameterCount(dims: readonly number[]): number {
 
 /** LoRA parameters of rank r on every layer: Σ r·(in + out). */
 export function loraParameterCount(dims: readonly number[], rank: number): number {
+  checkDims('loraParameterCount', dims);
+  checkPositiveInt('loraParameterCount', 'rank', rank);
   let n = 0;
   for (let i = 0; i + 1 < dims.length; i++) n += rank * (dims[i] + dims[i + 1]);
   return n;
@@ -79,6 +88,7 @@ export interface EfficiencyRow {
 
 /** Weights of a bias-free network: Σ in·out (the reference's LoRA "total"). */
 export function weightCount(dims: readonly number[]): number {
+  checkDims('weightCount', dims);
   let n = 0;
   for (let i = 0; i + 1 < dims.length; i++) n += dims[i] * dims[i + 1];
   return n;
@@ -89,6 +99,9 @@ export function weightCount(dims: readonly number[]): number {
  * bias-free base against the standard model with biases (the full fine-tuning baseline).
  */
 export function parameterEfficiencyTable(dims: readonly number[], ranks: readonly number[]): EfficiencyRow[] {
+  checkDims('parameterEfficiencyTable', dims);
+  if (!Array.isArray(ranks) || ranks.length === 0) invalid('parameterEfficiencyTable', 'ranks', ranks, 'a non-empty array of positive integers');
+  ranks.forEach((r, i) => checkPositiveInt('parameterEfficiencyTable', `ranks[${i}]`, r));
   const baseline = mlpParameterCount(dims);
   const frozen = weightCount(dims);
   return ranks.map((rank) => {

@@ -128,6 +128,7 @@ export class NonFiniteLossError extends Error {
 
 /** The MSE of the model's predictions on (x, y): x `[n, in]`, y `[n, out]` (same rows; no broadcasting). */
 export function evaluate(model: Model, x: tf.Tensor, y: tf.Tensor): number {
+  checkModel('evaluate', model);
   const first = model.dims[0];
   const last = model.dims[model.dims.length - 1];
   checkLiveTensor('evaluate', 'x', x, `a live tensor of shape [n, ${first}]`);
@@ -157,9 +158,7 @@ interface TrainPlan {
 const TRAIN_FIELDS = ['x', 'y', 'steps', 'epochs', 'batchSize', 'learningRate', 'seed', 'schedule', 'onStep'];
 
 function checkTrainOptions(model: Model, o: TrainOptions): TrainPlan {
-  if (model === null || typeof model !== 'object' || typeof (model as Model).trainableVariables !== 'function' || !Array.isArray((model as Model).dims)) {
-    invalid('train', 'model', model, 'a model (LoRAMLP, MLP or another Model)');
-  }
+  checkModel('train', model);
   if (o === null || typeof o !== 'object') invalid('train', 'options', o, 'an options object');
   const unknown = Object.keys(o).filter((k) => !TRAIN_FIELDS.includes(k));
   if (unknown.length > 0) invalid('train', 'options', unknown, `only the fields ${TRAIN_FIELDS.join(', ')}`);
@@ -190,6 +189,13 @@ function checkTrainOptions(model: Model, o: TrainOptions): TrainPlan {
   firstNonFinite('y', o.y);
   const totalSteps = o.steps ?? (o.epochs ?? 0) * Math.ceil(n / batchSize);
   return { n, totalSteps, schedule, steps: o.steps, epochs: o.epochs, batchSize, learningRate, seed, onStep: o.onStep };
+}
+
+function checkModel(where: string, model: unknown): void {
+  const m = model as Model | null;
+  if (m === null || typeof m !== 'object' || typeof m.trainableVariables !== 'function' || typeof m.apply !== 'function' || !Array.isArray(m.dims)) {
+    invalid(where, 'model', model, 'a model (LoRAMLP, MLP or another Model)');
+  }
 }
 
 function firstNonFinite(name: string, t: tf.Tensor2D): void {

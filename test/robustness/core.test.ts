@@ -7,6 +7,11 @@ import {
   NonFiniteLossError,
   combineAdapters,
   evaluate,
+  groupRows,
+  maxAbsDiff,
+  parameterCounts,
+  parameterEfficiencyTable,
+  timeIt,
   initBackend,
   lowRankShiftTask,
   memoryLimits,
@@ -406,6 +411,27 @@ describe('robustness: the core API under careless and hostile input', () => {
       await refuses(m, () => combineAdapters(m, [{ name: 'b', weight: 1 }], 'c', { method: 'svd', rank: 1 }), 'is not finite on layer fc2');
       expect(m.adapterNames()).toEqual(['default', 'b']);
       m.dispose();
+    });
+  });
+
+  describe('helpers refuse what would give a meaningless number', () => {
+    it('maxAbsDiff refuses tensors of different shapes (broadcasting would compare one row against all)', async () => {
+      const a = tf.zeros([2, 3]);
+      const b = tf.ones([1, 3]);
+      await refuses(null, () => maxAbsDiff(a, b), "maxAbsDiff: b = a tensor of shape [1, 3] is invalid; expected a tensor of a's shape [2, 3]");
+      tf.dispose([a, b]);
+    });
+
+    it('null models, options and counts get the usual message', async () => {
+      await refuses(null, () => evaluate(null as never, x, y), 'evaluate: model = null is invalid; expected a model');
+      await refuses(null, () => parameterCounts(null as never), 'parameterCounts: target = null is invalid');
+      await refuses(null, () => combineAdapters(null as never, [], 'c'), 'combineAdapters: model = null is invalid; expected a LoRAMLP');
+      await refuses(null, () => parameterEfficiencyTable([512, 2048, 128], [4, 0]), 'parameterEfficiencyTable: ranks[1] = 0 is invalid; expected a positive integer');
+      await refuses(null, () => parameterEfficiencyTable(null as never, [4]), 'parameterEfficiencyTable: dims = null is invalid');
+      await refuses(null, () => groupRows(['a', undefined as never]), 'groupRows: rowAdapters[1] = undefined is invalid; expected an adapter name or null');
+      await refuses(null, () => randomRegression(null as never), 'randomRegression: options = null is invalid');
+      await refuses(null, () => timeIt(null as never), 'timeIt: fn = null is invalid; expected a function');
+      await refuses(null, () => timeIt(() => 1, 0), 'timeIt: runs = 0 is invalid; expected a positive integer');
     });
   });
 });
