@@ -35,6 +35,11 @@ export function parameterCounts(target: HasParameterCounts): ParameterCounts {
 /** Element-wise sum of several counts (e.g. the layers of a model). */
 export function sumCounts(counts: readonly ParameterCounts[]): ParameterCounts {
   if (!Array.isArray(counts)) invalid('sumCounts', 'counts', counts, 'an array of parameter counts');
+  counts.forEach((c, i) => {
+    if (c === null || typeof c !== 'object' || !['total', 'trainable', 'frozen', 'lora', 'saved'].every((k) => typeof (c as unknown as Record<string, unknown>)[k] === 'number')) {
+      invalid('sumCounts', `counts[${i}]`, c, 'parameter counts { total, trainable, frozen, lora, saved }');
+    }
+  });
   const sum: ParameterCounts = { total: 0, trainable: 0, frozen: 0, lora: 0, saved: 0 };
   for (const c of counts) {
     sum.total += c.total;

@@ -147,8 +147,12 @@ export function digitsSubset(digits: Digits, indices: Int32Array | readonly numb
 
 /** How many images of each class 0..9. */
 export function classCounts(labels: Int32Array): number[] {
+  if (!(labels instanceof Int32Array)) invalid('classCounts', 'labels', labels, 'an Int32Array of digit labels 0–9');
   const counts = new Array<number>(10).fill(0);
-  for (const l of labels) counts[l] += 1;
+  labels.forEach((l, i) => {
+    if (l < 0 || l > 9) invalid('classCounts', `labels[${i}]`, l, 'a digit label 0–9');
+    counts[l] += 1;
+  });
   return counts;
 }
 

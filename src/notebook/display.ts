@@ -1,7 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { type PlotlyFigure, describeFigure } from './plot.js';
+import { type PlotlyFigure, checkFigure, describeFigure } from './plot.js';
+import { invalid } from '../util/validate.js';
 
 /**
  * Rich output in a tslab notebook. tslab's public `display.raw(mime, string)` sends one
@@ -45,6 +46,8 @@ function kernelWriter(): WriteDisplay | null {
  * `text/plain` part instead and return false.
  */
 export function displayBundle(bundle: DisplayBundle): boolean {
+  const data = (bundle as { data?: unknown } | null)?.data;
+  if (data === null || typeof data !== 'object') invalid('displayBundle', 'bundle', bundle, 'a display bundle { data: { mime type: content }, metadata }');
   const write = kernelWriter();
   if (write === null) {
     const text = bundle.data['text/plain'];
@@ -78,7 +81,13 @@ export interface PlotlyBundleOptions {
  * no CDN, works offline) and a `text/plain` summary.
  */
 export function plotlyBundle(figure: PlotlyFigure, options: PlotlyBundleOptions): DisplayBundle {
+  checkFigure('plotlyBundle', figure);
+  if (options === null || typeof options !== 'object') invalid('plotlyBundle', 'options', options, 'an options object { id, plotly, height? }');
+  // The id and height go into HTML attributes: only safe characters.
+  if (typeof options.id !== 'string' || !/^[A-Za-z][\w-]*$/.test(options.id)) invalid('plotlyBundle', 'id', options.id, 'an HTML id (a letter, then letters, digits, _ or -)');
+  if (options.plotly !== null && typeof options.plotly !== 'string') invalid('plotlyBundle', 'plotly', options.plotly, 'the plotly.js source, or null');
   const height = options.height ?? 460;
+  if (typeof height !== 'number' || !Number.isFinite(height) || height <= 0) invalid('plotlyBundle', 'height', height, 'a positive number of pixels');
   const json = JSON.stringify(figure).replace(/</g, '\\u003c');
   const inline =
     options.plotly === null
@@ -110,6 +119,8 @@ let chartCount = 0;
  * kernel session only; later charts reuse it.
  */
 export function showPlot(figure: PlotlyFigure, options: { height?: number } = {}): void {
+  checkFigure('showPlot', figure);
+  if (options === null || typeof options !== 'object') invalid('showPlot', 'options', options, 'an options object { height? }');
   const inKernel = kernelWriter() !== null;
   chartCount += 1;
   const id = `lora-tfjs-plot-${process.pid}-${chartCount}`;

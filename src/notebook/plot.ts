@@ -2,6 +2,7 @@
  * Figure builders: pure functions from numbers to Plotly `{ data, layout }` objects.
  * They allocate no tensors and touch no display, so they are tested as plain data.
  */
+import { invalid } from '../util/validate.js';
 
 /** A Plotly figure as JSON: what `application/vnd.plotly.v1+json` carries. */
 export interface PlotlyFigure {
@@ -17,6 +18,38 @@ export interface Series {
   y: number[];
 }
 
+/** Throw unless `value` is an array (of `length` entries when given). */
+function checkArray(where: string, name: string, value: unknown, length?: number): unknown[] {
+  if (!Array.isArray(value) || (length !== undefined && value.length !== length)) {
+    invalid(where, name, value, length === undefined ? 'an array' : `an array of ${length} entries`);
+  }
+  return value;
+}
+
+/** Throw unless `value` is an array of numbers (NaN allowed: Plotly leaves a gap), `length` long when given. */
+function checkNumbers(where: string, name: string, value: unknown, length?: number): void {
+  const list = checkArray(where, name, value, length);
+  const bad = list.findIndex((v) => typeof v !== 'number');
+  if (bad >= 0) invalid(where, `${name}[${bad}]`, list[bad], 'a number');
+}
+
+function checkText(where: string, name: string, value: unknown): void {
+  if (typeof value !== 'string') invalid(where, name, value, 'a string');
+}
+
+/** Each series `{ name, <ys> }`, its values numbers, as long as its x values (`xs`) when given. */
+function checkSeries(where: string, series: unknown, ys: string, xs?: string): void {
+  checkArray(where, 'series', series).forEach((s, i) => {
+    if (s === null || typeof s !== 'object') invalid(where, `series[${i}]`, s, `an object { name, ${ys} }`);
+    const o = s as Record<string, unknown>;
+    checkText(where, `series[${i}].name`, o.name);
+    // A shorter x than y would shift every point of the curve silently.
+    const x = xs === undefined ? undefined : o[xs];
+    if (x !== undefined) checkNumbers(where, `series[${i}].${xs}`, x);
+    checkNumbers(where, `series[${i}].${ys}`, o[ys], Array.isArray(x) ? x.length : undefined);
+  });
+}
+
 const BASE_LAYOUT = {
   template: 'plotly_white',
   font: { family: 'system-ui, sans-serif', size: 13 },
@@ -29,6 +62,14 @@ export function parameterEfficiencyFigure(
   rows: ReadonlyArray<{ rank: number; trainable: number; reductionPercent: number }>,
   baseline: number,
 ): PlotlyFigure {
+  const where = 'parameterEfficiencyFigure';
+  checkArray(where, 'rows', rows).forEach((r, i) => {
+    const o = r as Record<string, unknown> | null;
+    if (o === null || typeof o !== 'object' || typeof o.rank !== 'number' || typeof o.trainable !== 'number' || typeof o.reductionPercent !== 'number') {
+      invalid(where, `rows[${i}]`, r, 'a row { rank, trainable, reductionPercent } (from parameterEfficiencyTable)');
+    }
+  });
+  if (typeof baseline !== 'number' || !Number.isFinite(baseline)) invalid(where, 'baseline', baseline, 'a finite number of parameters');
   const ranks = rows.map((r) => String(r.rank));
   return {
     data: [
@@ -60,6 +101,8 @@ export function parameterEfficiencyFigure(
 
 /** Loss curves on a log axis. */
 export function lossCurvesFigure(series: readonly Series[], title: string, logY = true): PlotlyFigure {
+  checkSeries('lossCurvesFigure', series, 'y', 'x');
+  checkText('lossCurvesFigure', 'title', title);
   return {
     data: series.map((s) => ({
       type: 'scatter',
@@ -83,6 +126,9 @@ export function rankSweepFigure(
   trueRank: number | null,
   title: string,
 ): PlotlyFigure {
+  checkSeries('rankSweepFigure', series, 'losses', 'ranks');
+  if (trueRank !== null && (typeof trueRank !== 'number' || !(trueRank > 0))) invalid('rankSweepFigure', 'trueRank', trueRank, 'a positive number or null');
+  checkText('rankSweepFigure', 'title', title);
   return {
     data: series.map((s) => ({ type: 'scatter', mode: 'lines+markers', name: s.name, x: s.ranks, y: s.losses })),
     layout: {
@@ -110,6 +156,12 @@ export function heatmapFigure(
   title: string,
   colorbarTitle: string,
 ): PlotlyFigure {
+  const where = 'heatmapFigure';
+  checkArray(where, 'rowNames', rowNames).forEach((n, i) => checkText(where, `rowNames[${i}]`, n));
+  checkArray(where, 'columnNames', columnNames).forEach((n, i) => checkText(where, `columnNames[${i}]`, n));
+  checkArray(where, 'values', values, rowNames.length).forEach((r, i) => checkNumbers(where, `values[${i}]`, r, columnNames.length));
+  checkText(where, 'title', title);
+  checkText(where, 'colorbarTitle', colorbarTitle);
   return {
     data: [
       {
@@ -141,6 +193,10 @@ export function barFigure(
   yTitle: string,
   logY = false,
 ): PlotlyFigure {
+  checkArray('barFigure', 'categories', categories).forEach((c, i) => checkText('barFigure', `categories[${i}]`, c));
+  checkSeries('barFigure', series, 'values');
+  series.forEach((s, i) => checkNumbers('barFigure', `series[${i}].values`, s.values, categories.length));
+  checkText('barFigure', 'title', title);
   return {
     data: series.map((s) => ({ type: 'bar', name: s.name, x: [...categories], y: s.values })),
     layout: {
@@ -154,6 +210,7 @@ export function barFigure(
 
 /** One line describing a figure, for `text/plain`. */
 export function describeFigure(figure: PlotlyFigure): string {
+  checkFigure('describeFigure', figure);
   const layoutTitle = figure.layout.title as { text?: string } | undefined;
   const traces = figure.data.map((t) => {
     const y = (t.y ?? t.z) as unknown[] | undefined;
@@ -176,6 +233,13 @@ export interface MethodPoint {
  * trace per series, each point labelled with its name.
  */
 export function accuracyVsParametersFigure(points: readonly MethodPoint[], title: string): PlotlyFigure {
+  checkArray('accuracyVsParametersFigure', 'points', points).forEach((p, i) => {
+    const o = p as Record<string, unknown> | null;
+    if (o === null || typeof o !== 'object' || typeof o.name !== 'string' || typeof o.parameters !== 'number' || typeof o.accuracy !== 'number' || (o.series !== undefined && typeof o.series !== 'string')) {
+      invalid('accuracyVsParametersFigure', `points[${i}]`, p, 'a point { name, parameters, accuracy, series? }');
+    }
+  });
+  checkText('accuracyVsParametersFigure', 'title', title);
   const series = [...new Set(points.map((p) => p.series ?? p.name))];
   return {
     data: series.map((s) => {
@@ -199,4 +263,12 @@ export function accuracyVsParametersFigure(points: readonly MethodPoint[], title
       yaxis: { title: { text: 'held-out accuracy' }, tickformat: '.0%' },
     },
   };
+}
+
+/** Throw unless `figure` is a Plotly figure `{ data: [...], layout: {...} }`. */
+export function checkFigure(where: string, figure: unknown): void {
+  const f = figure as { data?: unknown; layout?: unknown } | null;
+  if (f === null || typeof f !== 'object' || !Array.isArray(f.data) || f.layout === null || typeof f.layout !== 'object') {
+    invalid(where, 'figure', figure, 'a Plotly figure { data: [...], layout: {...} } (from one of the *Figure functions)');
+  }
 }

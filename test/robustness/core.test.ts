@@ -12,6 +12,14 @@ import {
   parameterCounts,
   parameterEfficiencyTable,
   timeIt,
+  accuracyVsParametersFigure,
+  barFigure,
+  classCounts,
+  heatmapFigure,
+  lossCurvesFigure,
+  plotlyBundle,
+  rankSweepFigure,
+  showPlot,
   initBackend,
   lowRankShiftTask,
   memoryLimits,
@@ -415,6 +423,19 @@ describe('robustness: the core API under careless and hostile input', () => {
   });
 
   describe('helpers refuse what would give a meaningless number', () => {
+    it('figure builders refuse misaligned or missing data instead of drawing a shifted or empty chart', async () => {
+      await refuses(null, () => lossCurvesFigure([{ name: 'a', x: [1, 2, 3], y: [1, 2] }], 't'), 'lossCurvesFigure: series[0].y = [1, 2] is invalid; expected an array of 3 entries');
+      await refuses(null, () => lossCurvesFigure(null as never, 't'), 'lossCurvesFigure: series = null is invalid; expected an array');
+      await refuses(null, () => barFigure(['a', 'b'], [{ name: 's', values: [1] }], 't', 'y'), 'barFigure: series[0].values = [1] is invalid; expected an array of 2 entries');
+      await refuses(null, () => heatmapFigure([[1, 2]], ['r1', 'r2'], ['c1', 'c2'], 't', 'c'), 'heatmapFigure: values = [[1, 2]] is invalid; expected an array of 2 entries');
+      await refuses(null, () => rankSweepFigure([{ name: 's', ranks: [1, 2], losses: [0.1, '0.2' as never] }], null, 't'), 'rankSweepFigure: series[0].losses[1] = "0.2" is invalid; expected a number');
+      await refuses(null, () => accuracyVsParametersFigure([{ name: 'a', parameters: 10 } as never], 't'), 'accuracyVsParametersFigure: points[0] = [object Object] is invalid');
+      await refuses(null, () => showPlot(null as never), 'showPlot: figure = null is invalid; expected a Plotly figure');
+      const fig = lossCurvesFigure([{ name: 'a', y: [1, 2] }], 't');
+      await refuses(null, () => plotlyBundle(fig, { id: '"><script>', plotly: null }), `plotlyBundle: id = ${JSON.stringify('"><script>')} is invalid; expected an HTML id`);
+      await refuses(null, () => classCounts(Int32Array.from([1, 12])), 'classCounts: labels[1] = 12 is invalid; expected a digit label 0–9');
+    });
+
     it('maxAbsDiff refuses tensors of different shapes (broadcasting would compare one row against all)', async () => {
       const a = tf.zeros([2, 3]);
       const b = tf.ones([1, 3]);
