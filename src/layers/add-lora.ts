@@ -2,13 +2,14 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { type LoRAConfig, resolveLoRAConfig } from '../core/lora-adapter.js';
 import type { ParameterCounts } from '../core/params.js';
 import { type ModuleRole, type TargetSpec, patternValue, resolveRoles } from '../core/targets.js';
-import { describe } from '../util/validate.js';
+import { type PlannedTensor, checkAllocation, elementsOf } from '../runtime/memory-budget.js';
+import { describe, invalid } from '../util/validate.js';
 import { warn } from '../util/warnings.js';
 import { type LayerAdapterSpec, LoRALayer, baseClassOf, baseConfigOf, checkAdapterName, kernelShapeOf } from './lora-layer.js';
 import { LoRAConv2D } from './lora-conv2d.js';
 import { LoRADense } from './lora-dense.js';
 import { LoRAEmbedding } from './lora-embedding.js';
-import { type LayerEntry, checkModel, copyWeights, editConfig, modelFromConfig, modelLayers, refreshTrainableWeights } from './model-graph.js';
+import { type LayerEntry, checkModel, checkNotFitting, copyWeights, editConfig, modelFromConfig, modelLayers, refreshTrainableWeights } from './model-graph.js';
 
 /**
  * LoRA for any tfjs Layers model, in one place (PEFT's `LoraModel`): which layers a config
@@ -33,12 +34,17 @@ const LORA_CLASS: Readonly<Record<string, string>> = {
 interface Plan {
   adapterName: string;
   specs: Map<string, LayerAdapterSpec>;
+  /** Emitted only once the call is known to go ahead (a refused call warns about nothing). */
+  warnings: string[];
 }
 
 const CONFIG_FIELDS = new Set(['rank', 'alpha', 'dropout', 'useRsLora', 'init', 'seed', 'targetModules', 'excludeModules', 'rankPattern', 'alphaPattern', 'modulesToSave', 'adapterName']);
 
 function plan(where: string, model: tfl.LayersModel, config: LayersLoRAConfig): Plan {
-  if (config === null || typeof config !== 'object' || Array.isArray(config)) throw new Error(`${where}: config = ${describe(config)} is invalid; expected an options object`);
+  if (config === null || typeof config !== 'object' || Array.isArray(config)) {
+    const hint = typeof config === 'string' ? ` (the adapter's name goes in config.adapterName: ${where}(model, { adapterName: ${describe(config)}, … }))` : '';
+    throw new Error(`${where}: config = ${describe(config)} is invalid; expected an options object${hint}`);
+  }
   const unknown = Object.keys(config).filter((k) => !CONFIG_FIELDS.has(k));
   if (unknown.length > 0) throw new Error(`${where}: config has unknown field(s) ${describe(unknown)}; expected only ${[...CONFIG_FIELDS].join(', ')}`);
   const adapterName = checkAdapterName(where, config.adapterName ?? 'default');
@@ -47,6 +53,7 @@ function plan(where: string, model: tfl.LayersModel, config: LayersLoRAConfig): 
   const names = leaves.map((l) => l.path);
   const roles: ModuleRole[] = resolveRoles(where, names, config, (name) => baseClassOf(leaves[names.indexOf(name)].layer) === 'Dense');
   const specs = new Map<string, LayerAdapterSpec>();
+  const warnings: string[] = [];
   let index = 0;
   leaves.forEach(({ path, layer }, i) => {
     const role = roles[i];
@@ -79,11 +86,38 @@ function plan(where: string, model: tfl.LayersModel, config: LayersLoRAConfig): 
     const layerConfig = resolveLoRAConfig(`${where} (layer ${path})`, { ...resolved, rank, alpha, seed: resolved.seed + index++ });
     const [inFeatures, outFeatures] = fanInOut(layer, cls);
     if (rank > Math.min(inFeatures, outFeatures)) {
-      warn(`${where}: rank ${rank} on layer ${path} (${inFeatures} → ${outFeatures}) exceeds min(in, out) = ${Math.min(inFeatures, outFeatures)}; it adds parameters but no capacity`);
+      warnings.push(`${where}: rank ${rank} on layer ${path} (${inFeatures} → ${outFeatures}) exceeds min(in, out) = ${Math.min(inFeatures, outFeatures)}; it adds parameters but no capacity`);
     }
     specs.set(path, { name: adapterName, kind: 'lora', ...layerConfig });
   });
-  return { adapterName, specs };
+  return { adapterName, specs, warnings };
+}
+
+/**
+ * The tensors an adapter adds to a model: A and B of each LoRA layer, the full copies of
+ * each `modulesToSave` layer (they share the base's buffers until the first training step
+ * replaces them, so they are counted as the memory training will need).
+ */
+function adapterTensors(model: tfl.LayersModel, specs: ReadonlyMap<string, LayerAdapterSpec>): PlannedTensor[] {
+  const layers = new Map(modelLayers(model).map(({ path, layer }) => [path, layer]));
+  const planned: PlannedTensor[] = [];
+  for (const [path, spec] of specs) {
+    const layer = layers.get(path);
+    if (layer === undefined) throw new Error(`internal error: the adapter plan names a layer ${path} the model lacks`);
+    if (spec.kind === 'full') {
+      const weights = layer instanceof LoRALayer ? layer.baseParameterCount() : layer.weights.reduce((n, w) => n + elementsOf(w.shape as number[]), 0);
+      planned.push({ what: `layer ${path}'s modules_to_save.${spec.name} copy`, elements: weights });
+      continue;
+    }
+    const [fanIn, fanOut] = fanInOut(layer, baseClassOf(layer));
+    planned.push({ what: `layer ${path}'s lora_A.${spec.name}`, elements: fanIn * spec.rank }, { what: `layer ${path}'s lora_B.${spec.name}`, elements: spec.rank * fanOut });
+  }
+  return planned;
+}
+
+/** The values of every weight of a model (what rebuilding it from its config allocates). */
+function modelElements(model: tfl.LayersModel): number {
+  return modelLayers(model).reduce((n, { layer }) => n + layer.weights.reduce((m, w) => m + elementsOf(w.shape as number[]), 0), 0);
 }
 
 function fanInOut(layer: tfl.layers.Layer, cls: string): [number, number] {
@@ -116,15 +150,28 @@ export function originalTrainableFlags(model: tfl.LayersModel): ReadonlyMap<stri
 export function addLoRA(model: tfl.LayersModel, config: LayersLoRAConfig): tfl.LayersModel {
   const where = 'addLoRA';
   checkModel(where, model);
-  const { adapterName, specs } = plan(where, model, config);
-  return adaptModel(model, adapterName, specs);
+  checkNotFitting(where, model);
+  const { adapterName, specs, warnings } = plan(where, model, config);
+  checkAdaptAllocation(where, model, specs);
+  for (const w of warnings) warn(w);
+  return adaptModel(model, adapterName, specs, where);
+}
+
+/**
+ * Refuse, before anything is allocated, an adaptation whose tensors cannot fit: the new
+ * adapters, plus every weight of the rebuilt model (tfjs allocates them while it builds,
+ * and frees them once the original's buffers are shared in).
+ */
+function checkAdaptAllocation(where: string, model: tfl.LayersModel, specs: ReadonlyMap<string, LayerAdapterSpec>): void {
+  checkAllocation(where, [...adapterTensors(model, specs), { what: "the rebuilt model's weights (temporary)", elements: modelElements(model) }]);
 }
 
 /**
  * The rebuild behind `addLoRA`: a new model where each layer path in `specs` carries that
  * adapter (specs already checked against the layers), every other layer frozen.
  */
-export function adaptModel(model: tfl.LayersModel, adapterName: string, specs: ReadonlyMap<string, LayerAdapterSpec>): tfl.LayersModel {
+export function adaptModel(model: tfl.LayersModel, adapterName: string, specs: ReadonlyMap<string, LayerAdapterSpec>, where = 'adaptModel'): tfl.LayersModel {
+  checkAdaptAllocation(where, model, specs);
   const before = new Map(modelLayers(model).map(({ path, layer }) => [path, layer]));
   const active = activeAdapter(model);
   const flags = new Map(originalTrainableFlags(model));
@@ -160,6 +207,9 @@ export function adaptModel(model: tfl.LayersModel, adapterName: string, specs: R
     const old = before.get(path);
     if (old === undefined) throw new Error(`internal error: the rebuilt model has a layer ${path} the original lacks`);
     copyWeights(old, layer);
+    // A new full copy was made from the rebuilt base (zeros): give it the real base.
+    const spec = specs.get(path);
+    if (spec?.kind === 'full' && layer instanceof LoRALayer) layer.syncFullCopy(spec.name);
   }
   originalTrainable.set(adapted, flags);
   return adapted;
@@ -198,7 +248,10 @@ export function activeAdapter(model: tfl.LayersModel): string | null {
  * adapters. A compiled model trains the new adapter's weights at its next `fit`.
  */
 export function setActiveAdapter(model: tfl.LayersModel, name: string | null): void {
-  const layers = checkAdapted('setActiveAdapter', model);
+  const where = 'setActiveAdapter';
+  const layers = checkAdapted(where, model);
+  if (name !== null && typeof name !== 'string') invalid(where, 'name', name, `null (the base alone) or one of the model's adapters ${describe(adapterNames(model))}`);
+  checkNotFitting(where, model);
   if (name !== null && !layers.some(({ layer }) => layer.adapterNames().includes(name))) {
     throw new Error(`setActiveAdapter: name = ${describe(name)} is not an adapter of the model; it has ${describe(adapterNames(model))}`);
   }
@@ -213,21 +266,39 @@ export function setActiveAdapter(model: tfl.LayersModel, name: string | null): v
 export function addAdapter(model: tfl.LayersModel, config: LayersLoRAConfig): string {
   const where = 'addAdapter';
   checkAdapted(where, model);
-  const { adapterName, specs } = plan(where, model, config);
+  checkNotFitting(where, model);
+  const { adapterName, specs, warnings } = plan(where, model, config);
   const layers = new Map(modelLayers(model).map(({ path, layer }) => [path, layer]));
   const plain = [...specs.keys()].filter((p) => !(layers.get(p) instanceof LoRALayer));
   if (plain.length > 0) {
     throw new Error(`${where}: layers ${describe(plain)} are not LoRA layers yet; use addLoRA(model, config), which returns a new model with them converted`);
   }
   for (const [path, spec] of specs) (layers.get(path) as LoRALayer).checkNewAdapter(spec);
-  for (const [path, spec] of specs) (layers.get(path) as LoRALayer).addAdapter(spec);
+  // Every layer's tensors at once: a model whose adapters do not fit is refused as a whole.
+  checkAllocation(where, adapterTensors(model, specs));
+  for (const w of warnings) warn(w);
+  const added: LoRALayer[] = [];
+  try {
+    for (const [path, spec] of specs) {
+      const layer = layers.get(path) as LoRALayer;
+      layer.addAdapter(spec);
+      added.push(layer);
+    }
+  } catch (e) {
+    // Nothing is expected to fail after the checks above; if something does, undo.
+    for (const layer of added) layer.deleteAdapter(adapterName);
+    throw e;
+  }
   refreshTrainableWeights(model);
   return adapterName;
 }
 
 /** Delete adapter `name` from every layer that has it (the model runs its base if it was active). */
 export function deleteAdapter(model: tfl.LayersModel, name: string): void {
-  const layers = checkAdapted('deleteAdapter', model);
+  const where = 'deleteAdapter';
+  const layers = checkAdapted(where, model);
+  if (typeof name !== 'string') invalid(where, 'name', name, `the name of one of the model's adapters ${describe(adapterNames(model))}`);
+  checkNotFitting(where, model);
   const holders = layers.filter(({ layer }) => layer.adapterNames().includes(name));
   if (holders.length === 0) throw new Error(`deleteAdapter: name = ${describe(name)} is not an adapter of the model; it has ${describe(adapterNames(model))}`);
   for (const { layer } of holders) layer.deleteAdapter(name);

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { type ResolvedLoRAConfig, loraScale } from '../core/lora-adapter.js';
+import { type LoRAConfig, type ResolvedLoRAConfig, loraScale, resolveLoRAConfig } from '../core/lora-adapter.js';
+import { type PlannedTensor, checkAllocation, elementsOf } from '../runtime/memory-budget.js';
 import { Rng } from '../util/random.js';
 import { describe, invalid } from '../util/validate.js';
 
@@ -64,6 +65,19 @@ export function checkAdapterName(where: string, name: unknown): string {
   return name;
 }
 
+/**
+ * A checked copy of an adapter spec (it may come from an edited model.json): a valid name,
+ * a kind, and for LoRA a valid config (missing fields take the defaults).
+ */
+function checkSpec(where: string, spec: unknown): LayerAdapterSpec {
+  if (spec === null || typeof spec !== 'object' || Array.isArray(spec)) invalid(where, 'adapter spec', spec, '{ name, kind: "lora" | "full", … }');
+  const s = spec as { name?: unknown; kind?: unknown };
+  const name = checkAdapterName(where, s.name);
+  if (s.kind === 'full') return { name, kind: 'full' };
+  if (s.kind !== 'lora') invalid(where, `adapter ${describe(name)}'s kind`, s.kind, '"lora" or "full"');
+  return { name, kind: 'lora', ...resolveLoRAConfig(`${where} (adapter ${name})`, s as LoRAConfig) };
+}
+
 type LayerFactory = (config: tf.serialization.ConfigDict) => tfl.layers.Layer;
 
 /** The standard layer classes a LoRA layer can wrap, by tfjs class name. */
@@ -114,7 +128,13 @@ export abstract class LoRALayer extends tfl.layers.Layer {
     delete baseConfig.inputShape;
     this.baseClassName = args.base.className;
     this.base = factory({ ...baseConfig, name: this.name, trainable: false });
-    this.pending = [...(args.adapters ?? [])];
+    const adapters: unknown = args.adapters ?? [];
+    if (!Array.isArray(adapters)) invalid(`${this.getClassName()} ${String(this.name)}`, 'adapters', adapters, 'an array of adapter specs');
+    // Checked before any weight exists (the specs may come from an edited model.json).
+    this.pending = (adapters as unknown[]).map((spec) => checkSpec(`${this.getClassName()} ${this.name}`, spec));
+    const names = this.pending.map((p) => p.name);
+    const twice = names.find((n, i) => names.indexOf(n) !== i);
+    if (twice !== undefined) throw new Error(`${this.getClassName()} ${this.name}: adapters lists ${describe(twice)} twice`);
     this.active = args.activeAdapter === undefined ? (this.pending[0]?.name ?? null) : args.activeAdapter;
     // Checked before any weight exists: a bad config (e.g. an edited model.json) leaks nothing.
     if (this.active !== null && !this.pending.some((p) => p.name === this.active)) {
@@ -135,6 +155,14 @@ export abstract class LoRALayer extends tfl.layers.Layer {
     this.base.build(inputShape);
     for (const w of this.base.weights) w.trainable = false;
     this.checkBase(inputShape);
+    // Sizes come from a config (maybe an edited model.json): refuse what cannot fit first,
+    // freeing the base weights just built (the layer is unusable after a failed build).
+    try {
+      checkAllocation(`${this.getClassName()} ${this.name}`, this.pending.flatMap((spec) => this.plannedTensors(spec)));
+    } catch (e) {
+      for (const w of this.base.weights) w.dispose();
+      throw e;
+    }
     for (const spec of this.pending) this.createAdapter(spec);
     this.pending.length = 0;
     if (this.active !== null && !this.states.has(this.active)) {
@@ -202,20 +230,50 @@ export abstract class LoRALayer extends tfl.layers.Layer {
 
   /** Add an adapter (not made active: use the model-wide `setActiveAdapter`). */
   addAdapter(spec: LayerAdapterSpec): void {
-    this.checkNewAdapter(spec);
+    const checked = this.checkNewAdapter(spec);
     if (!this.built) {
-      this.pending.push(spec);
+      this.pending.push(checked);
     } else {
-      this.createAdapter(spec);
+      checkAllocation(`${this.getClassName()} ${this.name}`, this.plannedTensors(checked));
+      this.createAdapter(checked);
     }
   }
 
-  /** Check (without changing anything) that `spec` can be added. */
-  checkNewAdapter(spec: LayerAdapterSpec): void {
-    checkAdapterName(`${this.getClassName()} ${this.name}`, spec.name);
-    if (this.adapterNames().includes(spec.name)) {
-      throw new Error(`${this.getClassName()} ${this.name}: it already has an adapter named ${describe(spec.name)}; delete it first or choose another adapterName`);
+  /**
+   * The tensors an adapter of this (built) layer holds: A and B, or a full copy of the base
+   * weights (which shares the base's buffers until training first updates it).
+   */
+  plannedTensors(spec: LayerAdapterSpec): PlannedTensor[] {
+    const at = `layer ${this.name}'s`;
+    if (spec.kind === 'full') {
+      return this.baseVariables().map((w, i) => ({ what: `${at} modules_to_save.${spec.name}.${this.baseWeightNames()[i]}`, elements: elementsOf(w.shape as number[]) }));
     }
+    const [a, b] = this.factorShapes(spec.rank);
+    return [
+      { what: `${at} lora_A.${spec.name} [${a.join(', ')}]`, elements: elementsOf(a) },
+      { what: `${at} lora_B.${spec.name} [${b.join(', ')}]`, elements: elementsOf(b) },
+    ];
+  }
+
+  /**
+   * Make a full copy (modules_to_save) equal the base weights again. A copy created while a
+   * rebuilt model builds starts from the rebuilt base (zeros, before the real weights are
+   * copied in); this gives it the real base. The buffers are shared, not copied.
+   */
+  syncFullCopy(name: string): void {
+    const state = this.state(name);
+    if (state.spec.kind !== 'full') throw new Error(`${this.getClassName()} ${this.name}: adapter ${describe(name)} is a LoRA adapter, not a full copy`);
+    const base = this.baseVariables();
+    state.vars.forEach((v, i) => v.write(base[i].read()));
+  }
+
+  /** Check (without changing anything) that `spec` can be added; returns the checked spec. */
+  checkNewAdapter(spec: LayerAdapterSpec): LayerAdapterSpec {
+    const checked = checkSpec(`${this.getClassName()} ${this.name}`, spec);
+    if (this.adapterNames().includes(checked.name)) {
+      throw new Error(`${this.getClassName()} ${this.name}: it already has an adapter named ${describe(checked.name)}; delete it first or choose another adapterName`);
+    }
+    return checked;
   }
 
   /**
@@ -319,17 +377,27 @@ export abstract class LoRALayer extends tfl.layers.Layer {
    * The base weights with adapter `name` folded in (a full copy's weights, for a full
    * adapter; the base itself for null), as new tensors in `baseVariables()` order.
    */
-  mergedWeights(name: string | null): tf.Tensor[] {
+  mergedWeights(name: string | null, where?: string): tf.Tensor[] {
     return tf.tidy(() => {
       const base = this.baseVariables().map((w) => w.read());
       if (name === null) return base.map((t) => t.clone());
       const state = this.state(name);
-      if (state.spec.kind === 'full') return state.vars.map((v) => v.read().clone());
-      const d = this.delta(state.vars[0].read(), state.vars[1].read(), loraScale(state.spec));
-      if (d.dtype !== 'float32' || [...d.dataSync()].some((v) => !Number.isFinite(v))) {
-        throw new Error(`${this.getClassName()} ${this.name}: adapter ${describe(name)} holds non-finite values; refusing to merge it`);
+      const who = where === undefined ? `${this.getClassName()} ${this.name}` : `${where}: layer ${this.name}`;
+      if (state.spec.kind === 'full') {
+        // PEFT swaps a modules_to_save copy in as it is; a diverged (NaN) copy is refused.
+        if (!state.vars.every((v) => allFinite(v.read()))) throw new Error(`${who}: adapter ${describe(name)} (a full copy, modules_to_save) holds non-finite values; refusing to merge it (nothing was changed)`);
+        return state.vars.map((v) => v.read().clone());
       }
-      return base.map((t, i) => (i === 0 ? tf.add(t, d) : t.clone()));
+      // As PEFT's safe_merge: the delta, then the merged weight, must be finite.
+      const d = this.delta(state.vars[0].read(), state.vars[1].read(), loraScale(state.spec));
+      if (!allFinite(d)) {
+        throw new Error(`${who}: adapter ${describe(name)} holds non-finite values; refusing to merge it, as PEFT's safe_merge does (nothing was changed)`);
+      }
+      const merged = tf.add(base[0], d);
+      if (!allFinite(merged) && allFinite(base[0])) {
+        throw new Error(`${who}: merging adapter ${describe(name)} overflows float32 (W + ΔW has values beyond ±3.4e38); refusing to merge it (nothing was changed)`);
+      }
+      return base.map((t, i) => (i === 0 ? merged : t.clone()));
     });
   }
 
@@ -369,6 +437,14 @@ export abstract class LoRALayer extends tfl.layers.Layer {
   baseParameterCount(): number {
     return this.baseVariables().reduce((n, w) => n + w.shape.reduce((a: number, b) => a * (b ?? 1), 1), 0);
   }
+}
+
+/** True when `t` is float32 and holds no NaN or ±Infinity. */
+function allFinite(t: tf.Tensor): boolean {
+  if (t.dtype !== 'float32') return false;
+  const v = t.dataSync() as Float32Array;
+  for (let i = 0; i < v.length; i++) if (!Number.isFinite(v[i])) return false;
+  return true;
 }
 
 /** The active adapter's factors as a forward pass reads them. */

@@ -1,9 +1,10 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { describe } from '../util/validate.js';
+import { type PlannedTensor, checkAllocation, elementsOf } from '../runtime/memory-budget.js';
+import { describe, invalid } from '../util/validate.js';
 import { activeAdapter, adapterNames, loraLayers, originalTrainableFlags } from './add-lora.js';
 import { LoRALayer } from './lora-layer.js';
-import { type LayerEntry, checkModel, copyWeights, editConfig, modelFromConfig, modelLayers } from './model-graph.js';
+import { type LayerEntry, checkModel, checkNotFitting, copyWeights, editConfig, modelFromConfig, modelLayers } from './model-graph.js';
 
 /**
  * Back to plain tfjs: a model made only of standard layers, with an adapter folded into
@@ -23,8 +24,14 @@ export interface MergeOptions {
  * before `addLoRA`. The adapted model is left as it was.
  */
 export function mergeAndUnload(model: tfl.LayersModel, options: MergeOptions = {}): tfl.LayersModel {
-  checkModel('mergeAndUnload', model);
-  if (options === null || typeof options !== 'object') throw new Error(`mergeAndUnload: options = ${describe(options)} is invalid; expected { adapterName? }`);
+  const where = 'mergeAndUnload';
+  checkModel(where, model);
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) invalid(where, 'options', options, '{ adapterName? }');
+  if (loraLayers(model).length === 0) throw new Error(`${where}: the model has no LoRA layers; it is already a plain model`);
+  if (options.adapterName !== undefined && typeof options.adapterName !== 'string') {
+    invalid(where, 'adapterName', options.adapterName, `one of the model's adapters ${describe(adapterNames(model))}, or undefined for the active one`);
+  }
+  checkNotFitting(where, model);
   const name = options.adapterName ?? activeAdapter(model);
   if (options.adapterName !== undefined && !adapterNames(model).includes(options.adapterName)) {
     throw new Error(`mergeAndUnload: adapterName = ${describe(options.adapterName)} is not an adapter of the model; it has ${describe(adapterNames(model))}`);
@@ -35,18 +42,44 @@ export function mergeAndUnload(model: tfl.LayersModel, options: MergeOptions = {
 /** The base model back: every LoRA layer replaced by its frozen base layer, adapters dropped. */
 export function unload(model: tfl.LayersModel): tfl.LayersModel {
   checkModel('unload', model);
+  checkNotFitting('unload', model);
   return plainModel('unload', model, null);
+}
+
+/**
+ * What building the plain model allocates: a merged kernel per layer carrying the adapter
+ * (plus A·B and s·A·B, alive while one layer merges), and every weight of the new model
+ * while tfjs builds it (freed once the merged or shared buffers are written in).
+ */
+function mergeTensors(layers: ReadonlyMap<string, tfl.layers.Layer>, adapter: string | null): PlannedTensor[] {
+  const planned: PlannedTensor[] = [];
+  let rebuilt = 0;
+  let largestDelta = 0;
+  for (const [path, layer] of layers) {
+    if (!(layer instanceof LoRALayer)) {
+      rebuilt += layer.weights.reduce((n, w) => n + elementsOf(w.shape as number[]), 0);
+      continue;
+    }
+    rebuilt += layer.baseParameterCount();
+    if (adapter === null || !layer.adapterNames().includes(adapter) || layer.adapterSpec(adapter).kind !== 'lora') continue;
+    const kernel = elementsOf(layer.kernelShape());
+    planned.push({ what: `layer ${path}'s merged kernel`, elements: kernel });
+    largestDelta = Math.max(largestDelta, kernel);
+  }
+  planned.push({ what: 'A·B and s·A·B while one layer merges (temporary)', elements: 2 * largestDelta }, { what: "the new model's weights (temporary)", elements: rebuilt });
+  return planned;
 }
 
 function plainModel(where: string, model: tfl.LayersModel, adapter: string | null): tfl.LayersModel {
   if (loraLayers(model).length === 0) throw new Error(`${where}: the model has no LoRA layers; it is already a plain model`);
   const layers = new Map(modelLayers(model).map(({ path, layer }) => [path, layer]));
   const flags = originalTrainableFlags(model);
+  checkAllocation(where, mergeTensors(layers, adapter));
   // Merged values first: a non-finite adapter fails here, before any model is built.
   const merged = new Map<string, tf.Tensor[]>();
   try {
     for (const [path, layer] of layers) {
-      if (layer instanceof LoRALayer) merged.set(path, layer.mergedWeights(adapter !== null && layer.adapterNames().includes(adapter) ? adapter : null));
+      if (layer instanceof LoRALayer) merged.set(path, layer.mergedWeights(adapter !== null && layer.adapterNames().includes(adapter) ? adapter : null, where));
     }
     const edited = editConfig(model.getConfig(), (path, entry): LayerEntry => {
       const layer = layers.get(path);

@@ -49,7 +49,38 @@ export function checkModel(where: string, model: unknown): tfl.LayersModel {
   if (m.outputs == null || m.outputs.length === 0) {
     throw new Error(`${where}: model ${describe(m.name)} is not built; give its first layer an inputShape (or call model.build / predict once) before adapting it`);
   }
+  const disposed = disposedPart(m);
+  if (disposed !== null) {
+    throw new Error(`${where}: model = ${describe(m.name)} is invalid; expected a model that has not been disposed (${disposed} was freed by dispose())`);
+  }
   return m;
+}
+
+/** What of a model has been disposed (the model itself, a layer or a weight), or null. */
+function disposedPart(model: tfl.LayersModel): string | null {
+  const refCount = (l: tfl.layers.Layer) => (l as unknown as { _refCount: number | null })._refCount;
+  if (refCount(model) === 0) return 'the model';
+  for (const { path, layer } of modelLayers(model)) {
+    if (refCount(layer) === 0) return `layer ${describe(path)}`;
+    for (const w of layer.weights) {
+      if ((w as unknown as { val?: tf.Variable }).val?.isDisposed === true) return `weight ${describe(w.originalName)}`;
+    }
+  }
+  return null;
+}
+
+/**
+ * Throw while tfjs's `fit` / `fitDataset` trains `model` (e.g. from a callback): switching,
+ * adding, deleting or merging adapters then would interleave with the optimizer's updates
+ * (it would step freed or swapped variables, or copy a model halfway through training).
+ */
+export function checkNotFitting(where: string, model: tfl.LayersModel): void {
+  // A Sequential trains through its inner functional model, which carries the flag.
+  const inner = (model as unknown as { model?: tfl.LayersModel }).model;
+  const fitting = [model, inner].some((m) => m != null && (m as unknown as { isTraining?: unknown }).isTraining === true);
+  if (fitting) {
+    throw new Error(`${where}: model ${describe(model.name)} is being trained by fit() / fitDataset(); changing or copying its adapters mid-training is refused. Call ${where} after fit resolves`);
+  }
 }
 
 /**
