@@ -66,7 +66,8 @@ export function resolveLoRAConfig(where: string, config: LoRAConfig): ResolvedLo
   // silently turn every output into ±Infinity/NaN, or switch the adapter off.
   const s = Math.fround(loraScale(c));
   if (!Number.isFinite(s) || s === 0) {
-    invalid(where, 'alpha', c.alpha, `a value whose scale ${c.useRsLora ? 'alpha / √rank' : 'alpha / rank'} (${loraScale(c)}) is a finite, non-zero float32 (between about 1.2e-38 and 3.4e38)`);
+    const formula = c.useRsLora ? 'alpha / √rank' : 'alpha / rank';
+    invalid(where, `scale ${formula} (${c.alpha} / ${c.useRsLora ? `√${c.rank}` : c.rank})`, loraScale(c), 'a finite, non-zero float32 (about 1.2e-38 to 3.4e38); change alpha or rank');
   }
   return c;
 }

@@ -383,9 +383,9 @@ describe('robustness: the core API under careless and hostile input', () => {
     });
 
     it('an alpha whose scale is not a finite, non-zero float32 is refused (1e308 would make every output Infinity)', async () => {
-      await refuses(null, () => new LoRALinear({ inFeatures: 2, outFeatures: 2, rank: 1, alpha: 1e308 }), 'LoRALinear: alpha = 1e+308 is invalid; expected a value whose scale alpha / rank (1e+308) is a finite, non-zero float32');
-      await refuses(null, () => new LoRALinear({ inFeatures: 2, outFeatures: 2, rank: 1, alpha: 1e-300 }), 'LoRALinear: alpha = 1e-300 is invalid');
-      await refuses(model, () => model.addAdapter('a', { rank: 2, alpha: 1e39 }), 'alpha = 1e+39 is invalid');
+      await refuses(null, () => new LoRALinear({ inFeatures: 2, outFeatures: 2, rank: 1, alpha: 1e308 }), 'LoRALinear: scale alpha / rank (1e+308 / 1) = 1e+308 is invalid; expected a finite, non-zero float32 (about 1.2e-38 to 3.4e38); change alpha or rank');
+      await refuses(null, () => new LoRALinear({ inFeatures: 2, outFeatures: 2, rank: 1, alpha: 1e-300 }), 'LoRALinear: scale alpha / rank (1e-300 / 1) = 1e-300 is invalid');
+      await refuses(model, () => model.addAdapter('a', { rank: 2, alpha: 1e39 }), 'scale alpha / rank (1e+39 / 2) = 5e+38 is invalid');
     });
 
     it('huge and cyclic arrays give a short message, not a 500 KB one or a stack overflow', async () => {

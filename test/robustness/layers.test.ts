@@ -260,7 +260,7 @@ describe('Layers robustness: every layer is checked before any is changed', () =
     const cases: Array<[object, RegExp]> = [
       [{ adapterName: 'b', rankPattern: { fc2: 0 } }, /^addAdapter: rankPattern\["fc2"\] = 0 is invalid; expected a positive integer/],
       [{ adapterName: 'b', rankPattern: { fc2: 1e9 } }, /^addAdapter: layer fc2's lora_A.b would need 5,000,000,000 values .*nothing was allocated$/],
-      [{ adapterName: 'b', alphaPattern: { fc2: 1e308 } }, /^addAdapter \(layer fc2\): alpha = 1e\+308 is invalid; expected .*float32/],
+      [{ adapterName: 'b', alphaPattern: { fc2: 1e308 } }, /^addAdapter \(layer fc2\): scale alpha \/ rank \(1e\+308 \/ 4\) = 2\.5e\+307 is invalid; expected a finite, non-zero float32/],
       [{ adapterName: 'only-head' }, /^addAdapter: layer "head" already has an adapter named "only-head"/],
     ];
     for (const [config, message] of cases) expectRefused(lora, () => addAdapter(lora, config), message);
@@ -331,7 +331,7 @@ describe('Layers robustness: disposed, wrongly typed and null inputs', () => {
       [base, { alpha: Number.POSITIVE_INFINITY }, /^addLoRA: alpha = Infinity is invalid; expected a finite number > 0/],
       [base, { alpha: null }, /^addLoRA: alpha = null is invalid/],
       // Finite in JS, Infinity as float32: every output would be NaN.
-      [base, { alpha: 1e308 }, /^addLoRA.*: alpha = 1e\+308 is invalid; expected a value whose scale alpha \/ rank .*float32/],
+      [base, { alpha: 1e308 }, /^addLoRA.*: scale alpha \/ rank \(1e\+308 \/ \d+\) = .* is invalid; expected a finite, non-zero float32/],
       [base, { dropout: 1 }, /^addLoRA: dropout = 1 is invalid; expected a number in \[0, 1\)/],
       [base, { dropout: null }, /^addLoRA: dropout = null is invalid/],
       [base, { useRsLora: 'yes' }, /^addLoRA: useRsLora = "yes" is invalid; expected a boolean/],
