@@ -13,7 +13,9 @@ import {
   type PeftAdapter,
   type SaveAdapterOptions,
   adapterWeights,
+  checkFiniteTensor,
   checkPrefix,
+  checkScale,
   mostCommon,
   peftConfig,
   readAdapter,
@@ -183,6 +185,7 @@ export function prepareLayersAdapter(model: tfl.LayersModel, adapter: { weights:
     } else {
       const rank = patternValue('adapter_config.json', 'rank_pattern', config.rankPattern, torchNames[i], config.r);
       const alpha = patternValue('adapter_config.json', 'alpha_pattern', config.alphaPattern, torchNames[i], config.alpha);
+      checkScale(config, torchNames[i], rank, alpha);
       spec = { name, kind: 'lora', rank, alpha, dropout: config.dropout, useRsLora: config.useRsLora, init: 'gaussian', seed: 0 };
       entries = loraEntries(cls, kernel, rank);
     }
@@ -200,7 +203,7 @@ export function prepareLayersAdapter(model: tfl.LayersModel, adapter: { weights:
   for (const [key, { entry }] of expected) {
     const t = content.tensors.get(key)!;
     if (t.shape.join() !== entry.torch.join()) throw new AdapterLoadError(`${key.slice(KEY_ROOT.length)} has shape [${t.shape.join(', ')}] but this model needs [${entry.torch.join(', ')}]`);
-    if (!t.data.every(Number.isFinite)) throw new AdapterLoadError(`${key.slice(KEY_ROOT.length)}: tensor values are not all finite`);
+    checkFiniteTensor(key, t);
   }
   const layers = new Map<string, { spec: LayerAdapterSpec; values: tf.Tensor[] }>();
   for (const { path, spec, entries } of plans) {

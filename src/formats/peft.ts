@@ -283,6 +283,9 @@ export function prepareAdapter(model: LoRAMLP, adapter: { weights: Uint8Array; c
   }
   const ranks = torchNames.map((n) => patternValue('adapter_config.json', 'rank_pattern', config.rankPattern, n, config.r));
   const alphas = torchNames.map((n) => patternValue('adapter_config.json', 'alpha_pattern', config.alphaPattern, n, config.alpha));
+  roles.forEach((role, i) => {
+    if (role === 'lora') checkScale(config, torchNames[i], ranks[i], alphas[i]);
+  });
 
   // Every key the plan needs, and nothing else.
   const expected = new Map<string, { shape: number[]; layer: number }>();
@@ -318,7 +321,7 @@ export function prepareAdapter(model: LoRAMLP, adapter: { weights: Uint8Array; c
       const at = roles[i] === 'lora' ? ` at r = ${ranks[i]}` : '';
       throw new AdapterLoadError(`${key.slice(KEY_ROOT.length)} has shape [${t.shape.join(', ')}] but the model's ${torchNames[i]} (${layer.inFeatures} → ${layer.outFeatures})${at} needs [${shape.join(', ')}]`);
     }
-    if (!t.data.every(Number.isFinite)) throw new AdapterLoadError(`${key.slice(KEY_ROOT.length)}: tensor values are not all finite`);
+    checkFiniteTensor(key, t);
   }
 
   const plan: LayerPlan[] = [];
@@ -357,6 +360,47 @@ export function prepareAdapter(model: LoRAMLP, adapter: { weights: Uint8Array; c
     disposePrepared({ name, plan, replaces });
     throw err;
   }
+}
+
+/**
+ * The scale a layer gets from the config (lora_alpha / r, or / √r with use_rslora, or the
+ * patterns' values) multiplies float32 tensors: one that rounds to Infinity or 0 there would
+ * make every output ±Infinity/NaN, or switch the adapter off. Refused, naming the fields
+ * that gave it, before any tensor is allocated.
+ */
+export function checkScale(config: CheckedConfig, module: string, rank: number, alpha: number): void {
+  const scale = config.useRsLora ? alpha / Math.sqrt(rank) : alpha / rank;
+  const f32 = Math.fround(scale);
+  if (Number.isFinite(f32) && f32 !== 0) return;
+  const from = (field: string, pattern: Pattern, global: string): string => {
+    const entries: ReadonlyArray<readonly [string, number]> = Array.isArray(pattern) ? pattern : Object.entries(pattern);
+    const hit = entries.find(([k, v]) => patternValue('adapter_config.json', field, [[k, v]], module, Number.NaN) === v);
+    return hit === undefined ? global : `${field}[${JSON.stringify(hit[0])}]`;
+  };
+  const alphaField = from('alpha_pattern', config.alphaPattern, 'lora_alpha');
+  const rankField = from('rank_pattern', config.rankPattern, 'r');
+  throw new AdapterLoadError(
+    `adapter_config.json: ${alphaField} = ${alpha} is invalid; expected a value whose scale ${alphaField} / ${config.useRsLora ? `√${rankField}` : rankField} ` +
+      `(${scale} for ${module}, where ${rankField} = ${rank}) is a finite, non-zero float32 (between about 1.2e-38 and 3.4e38)`,
+  );
+}
+
+/** Every value of a loaded tensor must be finite: a NaN adapter silently poisons every output. */
+export function checkFiniteTensor(key: string, t: { dtype: string; data: Float32Array }): void {
+  const d = t.data;
+  let bad = 0;
+  let first = -1;
+  for (let i = 0; i < d.length; i++) {
+    if (!Number.isFinite(d[i])) {
+      if (first < 0) first = i;
+      bad++;
+    }
+  }
+  if (bad === 0) return;
+  const widened = t.dtype === 'F64' ? "; F64 values beyond float32's range become ±Infinity" : '';
+  throw new AdapterLoadError(
+    `adapter_model.safetensors: ${key.startsWith(KEY_ROOT) ? key.slice(KEY_ROOT.length) : key}: tensor values are not all finite: ${bad} of ${d.length} are NaN or ±Infinity (the first, at index ${first}, is ${d[first]})${widened}; expected finite values`,
+  );
 }
 
 /** A PEFT adapter's options, config and weights read and checked (no model involved yet). */
@@ -590,6 +634,7 @@ export function mostCommon(values: readonly number[]): number {
 }
 
 function short(v: unknown): string {
+  if (typeof v === 'number' && !Number.isFinite(v)) return String(v); // JSON would say null
   const text = JSON.stringify(v) ?? String(v);
   return text.length > 200 ? `${text.slice(0, 200)}…` : text;
 }

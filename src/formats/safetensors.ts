@@ -47,36 +47,55 @@ export class SafetensorsError extends Error {
   }
 }
 
+/** The largest file encoded: 4 GiB (Node 20's Buffer limit; far more than wasm's heap holds). */
+const MAX_FILE_BYTES = 2 ** 32;
+
 /**
  * Encode tensors (sorted by name, contiguous) and string metadata. Everything is checked
- * first, so the encoder never writes a file its own decoder refuses.
+ * first, so the encoder never writes a file its own decoder refuses: each refusal is a
+ * {@link SafetensorsError} naming the tensor (or metadata key), the value and what was expected.
  */
 export function encodeSafetensors(tensors: Record<string, EncodableTensor>, metadata: Record<string, string> = {}): Uint8Array {
-  if (tensors === null || typeof tensors !== 'object') throw new SafetensorsError(`tensors = ${String(tensors)} is invalid; expected an object { name: { shape, data } }`);
-  if (metadata === null || typeof metadata !== 'object') throw new SafetensorsError(`metadata = ${String(metadata)} is invalid; expected an object of strings`);
+  const where = 'encodeSafetensors';
+  const bad = (name: string, value: unknown, expected: string): never => {
+    throw new SafetensorsError(`${where}: ${name} = ${brief(value)} is invalid; expected ${expected}`);
+  };
+  if (tensors === null || typeof tensors !== 'object' || Array.isArray(tensors) || ArrayBuffer.isView(tensors)) bad('tensors', tensors, 'an object { name: { shape, data, dtype? } }');
+  if (metadata === null || typeof metadata !== 'object' || Array.isArray(metadata) || ArrayBuffer.isView(metadata)) bad('metadata', metadata, 'an object of strings');
+  // Null-prototype objects, so that a name such as "__proto__" is written as any other.
+  const meta: Record<string, string> = Object.create(null);
+  let metaChars = 0;
   for (const [k, v] of Object.entries(metadata)) {
-    if (typeof v !== 'string') throw new SafetensorsError(`metadata "${k}" is ${typeof v}; expected a string`);
+    if (typeof v !== 'string') bad(`metadata[${JSON.stringify(k)}]`, v, 'a string');
+    meta[k] = v;
+    metaChars += k.length + v.length;
+  }
+  // Each character is at least one byte of JSON: refuse at once what cannot fit, before building it.
+  if (metaChars > MAX_HEADER_BYTES) {
+    throw new SafetensorsError(`${where}: the header would be more than ${metaChars} bytes (its metadata alone), more than the ${MAX_HEADER_BYTES}-byte limit readers enforce (fewer tensors or shorter metadata)`);
   }
   const names = Object.keys(tensors).sort();
-  const header: Record<string, unknown> = {};
-  if (Object.keys(metadata).length > 0) header.__metadata__ = metadata;
+  const header: Record<string, unknown> = Object.create(null);
+  if (Object.keys(meta).length > 0) header.__metadata__ = meta;
   const sizes: number[] = [];
   let offset = 0;
   for (const name of names) {
-    if (name === '' || name === '__metadata__') throw new SafetensorsError(`tensor name ${JSON.stringify(name)} is not allowed`);
+    const at = `tensors[${JSON.stringify(name)}]`;
+    if (name === '' || name === '__metadata__') bad('tensor name', name, 'a non-empty name other than "__metadata__" (the header key for metadata)');
     const t = tensors[name];
-    if (t === null || typeof t !== 'object') throw new SafetensorsError(`tensor "${name}" is ${String(t)}; expected { shape, data }`);
+    if (t === null || typeof t !== 'object' || Array.isArray(t) || ArrayBuffer.isView(t)) bad(at, t, 'an object { shape, data, dtype? }');
     const dtype = t.dtype ?? 'F32';
-    if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16') throw new SafetensorsError(`tensor "${name}" has dtype ${JSON.stringify(dtype)}; expected "F32", "F16" or "BF16"`);
-    if (!(t.data instanceof Float32Array)) {
-      throw new SafetensorsError(`tensor "${name}": data is ${Object.prototype.toString.call(t.data)}; expected a Float32Array`);
+    if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16') bad(`${at}.dtype`, dtype, '"F32", "F16" or "BF16"');
+    const data: unknown = t.data;
+    if (!(data instanceof Float32Array)) {
+      bad(`${at}.data`, data, `a Float32Array${ArrayBuffer.isView(data) || Array.isArray(data) ? ' (convert it with new Float32Array(data))' : ''}`);
     }
     if (!Array.isArray(t.shape) || t.shape.length > 64 || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      throw new SafetensorsError(`tensor "${name}" has shape ${JSON.stringify(t.shape)}; expected an array of non-negative integers`);
+      bad(`${at}.shape`, t.shape, 'an array of at most 64 non-negative integers');
     }
     const expected = t.shape.reduce((a, b) => a * b, 1);
     if (t.data.length !== expected) {
-      throw new SafetensorsError(`tensor "${name}" has ${t.data.length} values but shape [${t.shape.join(', ')}] needs ${expected}`);
+      throw new SafetensorsError(`${where}: tensor ${JSON.stringify(name)} has ${t.data.length} values but shape [${t.shape.join(', ')}] needs ${Number.isSafeInteger(expected) ? expected : 'more than 2^53'}`);
     }
     const bytes = expected * DTYPE_BYTES[dtype];
     header[name] = { dtype, shape: [...t.shape], data_offsets: [offset, offset + bytes] };
@@ -87,7 +106,17 @@ export function encodeSafetensors(tensors: Record<string, EncodableTensor>, meta
   // Pad with spaces so the data starts 8-byte aligned, as the reference writer does.
   json += ' '.repeat((8 - ((8 + new TextEncoder().encode(json).length) % 8)) % 8);
   const headerBytes = new TextEncoder().encode(json);
-  const out = new Uint8Array(8 + headerBytes.length + offset);
+  if (headerBytes.length > MAX_HEADER_BYTES) {
+    throw new SafetensorsError(`${where}: the header would be ${headerBytes.length} bytes, more than the ${MAX_HEADER_BYTES}-byte limit readers enforce (fewer tensors or shorter metadata)`);
+  }
+  const total = 8 + headerBytes.length + offset;
+  let out: Uint8Array;
+  try {
+    if (total > MAX_FILE_BYTES) throw new RangeError('too large');
+    out = new Uint8Array(total);
+  } catch {
+    throw new SafetensorsError(`${where}: the file would be ${total} bytes, more than this runtime can hold in one array (${MAX_FILE_BYTES} bytes); split the tensors into several files`);
+  }
   const view = new DataView(out.buffer);
   view.setBigUint64(0, BigInt(headerBytes.length), true);
   out.set(headerBytes, 8);
@@ -95,6 +124,7 @@ export function encodeSafetensors(tensors: Record<string, EncodableTensor>, meta
   names.forEach((name, i) => {
     const { data, dtype } = tensors[name];
     if ((dtype ?? 'F32') === 'F32') {
+      // The view's own bytes (byteOffset, byteLength): a subarray shares a larger buffer.
       if (isLittleEndianHost()) out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), at);
       else for (let j = 0; j < data.length; j++) view.setFloat32(at + j * 4, data[j], true);
     } else {
@@ -106,9 +136,18 @@ export function encodeSafetensors(tensors: Record<string, EncodableTensor>, meta
   return out;
 }
 
+/** A value for a message, short: long arrays by their length, typed arrays by their type. */
+function brief(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value);
+  if (Array.isArray(value)) return value.length > 16 ? `an array of ${value.length} values` : `[${value.map((v) => (typeof v === 'number' ? String(v) : brief(v))).join(', ')}]`;
+  if (ArrayBuffer.isView(value)) return `${/^[AEIOU]/.test(value.constructor.name) ? 'an' : 'a'} ${value.constructor.name}`;
+  if (value !== null && typeof value === 'object') return Object.prototype.toString.call(value);
+  return String(value);
+}
+
 /** Decode and validate a safetensors buffer. Float tensors come back as float32. */
 export function decodeSafetensors(bytes: Uint8Array): SafetensorsContent {
-  if (!(bytes instanceof Uint8Array)) throw new SafetensorsError('input is not a Uint8Array');
+  if (!(bytes instanceof Uint8Array)) throw new SafetensorsError(`decodeSafetensors: bytes = ${brief(bytes)} is invalid; expected a Uint8Array (a Node Buffer is one; wrap an ArrayBuffer in new Uint8Array(buffer))`);
   if (bytes.length < 8) throw new SafetensorsError(`file is ${bytes.length} bytes; a safetensors file has at least an 8-byte header length`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLength = view.getBigUint64(0, true);
@@ -143,13 +182,14 @@ export function decodeSafetensors(bytes: Uint8Array): SafetensorsContent {
       if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new SafetensorsError('__metadata__ is not an object');
       for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
         if (typeof v !== 'string') throw new SafetensorsError(`__metadata__ value "${k}" is not a string`);
-        metadata[k] = v;
+        // defineProperty: a key "__proto__" stays a key (assignment would set the prototype).
+        Object.defineProperty(metadata, k, { value: v, enumerable: true, writable: true, configurable: true });
       }
       continue;
     }
     const info = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (info === null || typeof info !== 'object') throw new SafetensorsError(`entry "${name}" is not an object`);
-    if (typeof info.dtype !== 'string' || !(info.dtype in DTYPE_BYTES)) {
+    if (info === null || typeof info !== 'object' || Array.isArray(info)) throw new SafetensorsError(`entry "${name}" is not an object`);
+    if (typeof info.dtype !== 'string' || !Object.prototype.hasOwnProperty.call(DTYPE_BYTES, info.dtype)) {
       throw new SafetensorsError(`tensor "${name}" has unknown dtype ${JSON.stringify(info.dtype)}`);
     }
     const shape = info.shape;

@@ -63,6 +63,17 @@ export function mlpFromTorchSafetensors(bytes: Uint8Array, options: TorchMLPRead
     if ((b !== undefined) !== hasBias) invalid(WHERE, `${key}.bias`, b === undefined ? undefined : { shape: b.shape }, hasBias ? 'a bias (the first layer has one, so every layer needs one)' : 'no bias (the first layer has none)');
     if (b !== undefined && (b.shape.length !== 1 || b.shape[0] !== w.shape[0])) invalid(WHERE, `${key}.bias`, { shape: b.shape }, `a tensor of shape [${w.shape[0]}]`);
   });
+  // A NaN or ±Infinity weight would silently poison every output: refused, before allocating.
+  for (const { name, w, b } of layers) {
+    for (const [suffix, t] of [['weight', w], ['bias', b]] as const) {
+      if (t === undefined) continue;
+      const i = t.data.findIndex((v) => !Number.isFinite(v));
+      if (i >= 0) {
+        const widened = t.dtype === 'F64' ? "; F64 values beyond float32's range become ±Infinity" : '';
+        throw new Error(`${WHERE}: ${prefix}${name}.${suffix} = a tensor of shape [${t.shape.join(', ')}] holding ${t.data[i]} at index ${i} is invalid; expected finite values${widened}`);
+      }
+    }
+  }
   const weights = layers.map(({ w, b }) => ({
     W: tf.tidy(() => tf.transpose(tf.tensor2d(w.data, w.shape as [number, number]))) as tf.Tensor2D,
     b: b === undefined ? undefined : tf.tensor1d(b.data),

@@ -16,7 +16,7 @@ import {
   serializeAdapter,
 } from '../formats/peft.js';
 import type { EncodeDtype } from '../formats/safetensors.js';
-import { type WriteHooks, readRegularFile, replaceFiles, statKind } from './safe-files.js';
+import { type WriteHooks, readRegularFile, replaceFiles, replaceFilesIn, statKind } from './safe-files.js';
 
 /** PEFT's file names. */
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
@@ -36,6 +36,7 @@ export const MAX_CONFIG_BYTES = 16 * 2 ** 20;
  * renames leaves a pair that `loadAdapter` refuses (the weights record their config's digest).
  */
 export function saveAdapter(model: LoRAMLP | tfl.LayersModel, dir: string, options: SaveAdapterOptions = {}, hooks?: WriteHooks): { weightsBytes: number } {
+  if (typeof dir !== 'string' || dir === '' || dir.includes('\0')) throw new Error(`saveAdapter: dir = ${JSON.stringify(dir)} is invalid; expected a folder path`);
   const adapter = serialize(model, options);
   replaceFiles(
     'saveAdapter',
@@ -67,6 +68,7 @@ export interface SaveAdaptersOptions {
  */
 export function saveAdapters(model: LoRAMLP | tfl.LayersModel, dir: string, options: SaveAdaptersOptions = {}): Record<string, string> {
   const where = 'saveAdapters';
+  if (typeof dir !== 'string' || dir === '' || dir.includes('\0')) throw new Error(`${where}: dir = ${JSON.stringify(dir)} is invalid; expected a folder path`);
   if (options === null || typeof options !== 'object') throw new Error(`${where}: options = ${String(options)} is invalid; expected an options object`);
   const names = options.names ?? (model instanceof tfl.LayersModel ? adapterNames(model) : model.adapterNames());
   if (!Array.isArray(names) || names.length === 0 || new Set(names).size !== names.length) {
@@ -78,15 +80,21 @@ export function saveAdapters(model: LoRAMLP | tfl.LayersModel, dir: string, opti
     }
   }
   const serialized = names.map((n) => ({ name: n, adapter: serialize(model, { adapterName: n, prefix: options.prefix, dtype: options.dtype }) }));
+  // One two-phase write: every file of every folder is written before any is renamed, so a
+  // failure (a read-only subfolder, a full disk) leaves all the folders as they were.
   const written: Record<string, string> = {};
-  for (const { name, adapter } of serialized) {
+  const writes = serialized.map(({ name, adapter }) => {
     const target = name === 'default' ? dir : join(dir, name);
-    replaceFiles(where, target, [
-      [ADAPTER_WEIGHTS, adapter.weights],
-      [ADAPTER_CONFIG, adapterConfigText(adapter.config)],
-    ]);
     written[name] = target;
-  }
+    return {
+      dir: target,
+      files: [
+        [ADAPTER_WEIGHTS, adapter.weights],
+        [ADAPTER_CONFIG, adapterConfigText(adapter.config)],
+      ] as const,
+    };
+  });
+  replaceFilesIn(where, writes);
   return written;
 }
 
@@ -110,6 +118,7 @@ export function loadAdapters(model: LoRAMLP | tfl.LayersModel, dir: string, opti
   if (options !== null && typeof options === 'object' && 'adapterName' in options) {
     throw new AdapterLoadError('loadAdapters names each adapter after its folder; adapterName is not an option here (use loadAdapter for one adapter)');
   }
+  checkFolder(dir);
   const found = listAdapterFolders(dir);
   if (found.length === 0) throw new AdapterLoadError(`${dir} holds no adapter (no ${ADAPTER_CONFIG} in it or in its subfolders)`);
   const prepared: Prepared[] = [];
@@ -132,7 +141,8 @@ export function loadAdapters(model: LoRAMLP | tfl.LayersModel, dir: string, opti
  */
 export function loadLoRAModel(model: tfl.LayersModel, dir: string, options: LoadAdapterOptions = {}): tfl.LayersModel {
   if (!(model instanceof tfl.LayersModel)) throw new AdapterLoadError('loadLoRAModel: model is not a tf.LayersModel (for a LoRAMLP, use loadAdapter)');
-  return deserializeLoRAModel(model, readFolder(dir, true), options);
+  const adapter = readFolder(dir, true);
+  return inFolder(dir, () => deserializeLoRAModel(model, adapter, options));
 }
 
 type Prepared = PreparedAdapter | PreparedLayersAdapter;
@@ -158,20 +168,22 @@ function dispose(prepared: Prepared): void {
 
 function prepareFromFolder(model: LoRAMLP | tfl.LayersModel, dir: string, options: LoadAdapterOptions, single: boolean): Prepared {
   const adapter = readFolder(dir, single);
+  return inFolder(dir, () => (model instanceof tfl.LayersModel ? prepareLayersAdapter(model, adapter, options) : prepareAdapter(model, adapter, options)));
+}
+
+/** Run `fn`; an AdapterLoadError from it names the folder (`loadAdapter: <dir>: adapter_config.json: r = …`). */
+function inFolder<T>(dir: string, fn: () => T): T {
   try {
-    return model instanceof tfl.LayersModel ? prepareLayersAdapter(model, adapter, options) : prepareAdapter(model, adapter, options);
+    return fn();
   } catch (err) {
-    if (err instanceof AdapterLoadError && !single) throw new AdapterLoadError(`${dir}: ${err.message.replace(/^loadAdapter: /, '')}`);
+    if (err instanceof AdapterLoadError) throw new AdapterLoadError(`${dir}: ${err.message.replace(/^loadAdapter: /, '')}`);
     throw err;
   }
 }
 
 /** The weights and config text of the adapter in `dir`, checked as files. */
 function readFolder(dir: string, single: boolean): { weights: Uint8Array; config: string } {
-  if (typeof dir !== 'string' || dir === '') throw new AdapterLoadError(`dir = ${JSON.stringify(dir)} is invalid; expected a folder path`);
-  const kind = statKind(dir);
-  if (kind === null) throw new AdapterLoadError(`${dir} does not exist`);
-  if (kind !== 'folder') throw new AdapterLoadError(`${dir} is a ${kind}; expected the folder that holds ${ADAPTER_CONFIG} and ${ADAPTER_WEIGHTS}`);
+  checkFolder(dir);
   const weights = read(join(dir, ADAPTER_WEIGHTS), MAX_ADAPTER_BYTES);
   if (weights === null) {
     if (statKind(join(dir, PICKLED_WEIGHTS)) !== null) {
@@ -196,6 +208,19 @@ function readFolder(dir: string, single: boolean): { weights: Uint8Array; config
     throw new AdapterLoadError(`${join(dir, ADAPTER_CONFIG)} is not UTF-8 text`);
   }
   return { weights, config };
+}
+
+/** `dir` must name an existing folder. */
+function checkFolder(dir: unknown): asserts dir is string {
+  if (typeof dir !== 'string' || dir === '' || dir.includes('\0')) throw new AdapterLoadError(`dir = ${JSON.stringify(dir)} is invalid; expected a folder path`);
+  let kind: ReturnType<typeof statKind>;
+  try {
+    kind = statKind(dir);
+  } catch (err) {
+    throw new AdapterLoadError((err as Error).message);
+  }
+  if (kind === null) throw new AdapterLoadError(`${dir} does not exist`);
+  if (kind !== 'folder') throw new AdapterLoadError(`${dir} is a ${kind}; expected the folder that holds ${ADAPTER_CONFIG} and ${ADAPTER_WEIGHTS}`);
 }
 
 function read(path: string, max: number): Uint8Array | null {

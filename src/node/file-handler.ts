@@ -107,7 +107,7 @@ function saveModel(where: string, dir: string, artifacts: tf.io.ModelArtifacts, 
   }
   const specs = artifacts.weightSpecs ?? [];
   if (!Array.isArray(specs)) throw new FileError(`${where}: weightSpecs is a ${typeof specs}; expected a list of weight specs; nothing was written`);
-  const data = new Uint8Array(artifacts.weightData == null ? new ArrayBuffer(0) : tf.io.CompositeArrayBuffer.join(artifacts.weightData));
+  const data = weightBytes(where, artifacts.weightData);
   const sizes = specs.map((s, i) => specSize(where, s, i, 'the weight specs'));
   const needed = measure(where, specs, sizes, data, 'the weight specs');
   if (needed !== data.length) {
@@ -377,7 +377,26 @@ function join8(parts: readonly Uint8Array[], total: number): Uint8Array {
 /** An ArrayBuffer holding exactly `bytes` (no copy when it already does). */
 function exactBuffer(bytes: Uint8Array): ArrayBuffer {
   if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer) return bytes.buffer;
-  return bytes.slice().buffer as ArrayBuffer;
+  // Uint8Array's own slice: a Node Buffer's slice() is a view sharing its pool.
+  return Uint8Array.prototype.slice.call(bytes).buffer as ArrayBuffer;
+}
+
+/**
+ * The weight data as one byte array: an ArrayBuffer, or a list of them (tfjs's WeightData).
+ * A typed-array view (a Node Buffer, a subarray) counts for exactly its bytes: tfjs-core's
+ * CompositeArrayBuffer would take the whole buffer behind it.
+ */
+function weightBytes(where: string, weightData: unknown): Uint8Array {
+  if (weightData == null) return new Uint8Array(0);
+  const parts = Array.isArray(weightData) ? weightData : [weightData];
+  const bytes = parts.map((p, i) => {
+    if (p instanceof ArrayBuffer) return new Uint8Array(p);
+    if (ArrayBuffer.isView(p)) return new Uint8Array(p.buffer, p.byteOffset, p.byteLength);
+    const at = Array.isArray(weightData) ? `weightData[${i}]` : 'weightData';
+    throw new FileError(`${where}: ${at} is ${describeJSON(p)}; expected an ArrayBuffer (or a list of them); nothing was written`);
+  });
+  if (bytes.length === 1) return bytes[0];
+  return join8(bytes, bytes.reduce((a, b) => a + b.length, 0));
 }
 
 function describeJSON(v: unknown): string {

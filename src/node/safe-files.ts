@@ -1,4 +1,4 @@
-import { closeSync, constants, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmdirSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, fsyncSync, lstatSync, mkdirSync, openSync, readSync, readlinkSync, renameSync, rmdirSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 
 /**
@@ -44,7 +44,15 @@ function reason(err: unknown): string {
     ELOOP: 'too many symbolic links',
     ENAMETOOLONG: 'the name is too long',
   };
-  return e?.code !== undefined ? `${hints[e.code] ?? e.code} (${e.code})` : String((err as Error)?.message ?? err);
+  if (e?.code !== undefined && hints[e.code] !== undefined) return `${hints[e.code]} (${e.code})`;
+  if (e?.code !== undefined && /^E[A-Z]+$/.test(e.code)) return e.code;
+  return String(e?.message ?? err);
+}
+
+/** One folder's files for {@link replaceFilesIn}. */
+export interface FolderWrite {
+  dir: string;
+  files: ReadonlyArray<readonly [string, string | Uint8Array]>;
 }
 
 /**
@@ -53,32 +61,58 @@ function reason(err: unknown): string {
  * rename nothing has changed: temporary files are removed, and so are folders it created.
  */
 export function replaceFiles(where: string, dir: string, files: ReadonlyArray<readonly [string, string | Uint8Array]>, hooks: WriteHooks = {}): void {
-  if (typeof dir !== 'string' || dir === '') throw new Error(`${where}: dir = ${JSON.stringify(dir)} is invalid; expected a folder path`);
-  for (const [name] of files) {
-    if (name === '' || name !== basename(name) || name === '.' || name === '..') throw new Error(`${where}: file name ${JSON.stringify(name)} is invalid`);
-  }
-  const kind = statKind(dir);
-  if (kind !== null && kind !== 'folder') throw new FileError(`${where}: cannot write into ${dir}: it is a ${kind}, not a folder`);
-  for (const [name] of files) {
-    const k = statKind(join(dir, name));
-    if (k !== null && k !== 'file') throw new FileError(`${where}: cannot write ${join(dir, name)}: it is a ${k}; remove it or choose another folder`);
-  }
+  replaceFilesIn(where, [{ dir, files }], hooks);
+}
 
-  const created = kind === null ? createFolders(where, dir) : [];
+/**
+ * {@link replaceFiles} for several folders at once, in two phases: every file of every
+ * folder is first written (and flushed) beside its target, then all are renamed in order.
+ * A failure in the first phase (a read-only folder, a full disk) leaves everything as it
+ * was: the temporary files and the folders created are removed, and the error says that
+ * nothing was written. Only a failure between renames (which the checks before make
+ * unlikely: same folder, target a file or nothing) leaves some files new; its error names them.
+ */
+export function replaceFilesIn(where: string, writes: readonly FolderWrite[], hooks: WriteHooks = {}): void {
+  for (const { dir, files } of writes) {
+    if (typeof dir !== 'string' || dir === '' || dir.includes('\0')) throw new Error(`${where}: dir = ${JSON.stringify(dir)} is invalid; expected a folder path`);
+    for (const [name] of files) {
+      if (typeof name !== 'string' || name === '' || name !== basename(name) || name === '.' || name === '..' || name.includes('\0')) throw new Error(`${where}: file name ${JSON.stringify(name)} is invalid`);
+    }
+  }
+  // Every target is checked before anything is created or written.
+  const kinds = writes.map(({ dir, files }) => {
+    const kind = statKind(dir, where);
+    if (kind !== null && kind !== 'folder') throw new FileError(`${where}: cannot write into ${dir}: it is a ${kind}, not a folder; nothing was written`);
+    if (kind === null) {
+      const link = danglingLink(dir);
+      if (link !== null) throw new FileError(`${where}: cannot write into ${dir}: it is a symbolic link to ${link}, which does not exist; nothing was written`);
+    }
+    for (const [name] of files) {
+      const k = statKind(join(dir, name), where);
+      if (k !== null && k !== 'file') throw new FileError(`${where}: cannot write ${join(dir, name)}: it is a ${k}; remove it or choose another folder; nothing was written`);
+    }
+    return kind;
+  });
+
+  const created: string[] = [];
   const stamp = `${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
   const temps: Array<{ temp: string; target: string }> = [];
   let renamed = 0;
   try {
-    for (const [name, content] of files) {
-      const temp = join(dir, `.${name}.tmp-${stamp}`);
-      writeDurably(where, temp, content);
-      temps.push({ temp, target: join(dir, name) });
-    }
+    writes.forEach(({ dir, files }, i) => {
+      if (kinds[i] === null) created.push(...createFolders(where, dir));
+      for (const [name, content] of files) {
+        const temp = join(dir, `.${name}.tmp-${stamp}`);
+        writeDurably(where, temp, content);
+        temps.push({ temp, target: join(dir, name) });
+      }
+    });
     for (const { temp, target } of temps) {
       try {
         renameSync(temp, target);
       } catch (err) {
-        throw new FileError(`${where}: cannot replace ${target}: ${reason(err)}`, err);
+        const done = temps.slice(0, renamed).map((t) => t.target);
+        throw new FileError(`${where}: cannot replace ${target}: ${reason(err)}; ${done.length === 0 ? 'nothing was written' : `already replaced: ${done.join(', ')}`}`, err);
       }
       renamed++;
       hooks.afterRename?.(target);
@@ -86,13 +120,16 @@ export function replaceFiles(where: string, dir: string, files: ReadonlyArray<re
   } catch (err) {
     for (const { temp } of temps.slice(renamed)) tryUnlink(temp);
     if (renamed === 0) for (const d of created.reverse()) tryRmdir(d);
+    if (renamed === 0 && err instanceof FileError && !err.message.endsWith('nothing was written')) {
+      throw new FileError(`${err.message}; nothing was written`, (err as Error & { cause?: unknown }).cause);
+    }
     throw err;
   }
-  syncFolder(dir);
+  for (const dir of new Set(writes.map((w) => w.dir))) syncFolder(dir);
 }
 
 /** The kind of what is at `path` (following symlinks), or null when nothing is. */
-export function statKind(path: string): 'file' | 'folder' | 'FIFO' | 'device' | 'socket' | 'special file' | null {
+export function statKind(path: string, where?: string): 'file' | 'folder' | 'FIFO' | 'device' | 'socket' | 'special file' | null {
   try {
     const s = statSync(path);
     if (s.isFile()) return 'file';
@@ -105,7 +142,7 @@ export function statKind(path: string): 'file' | 'folder' | 'FIFO' | 'device' | 
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return null;
     if (code === 'ENOTDIR') return null;
-    throw new FileError(`cannot inspect ${path}: ${reason(err)}`, err);
+    throw new FileError(`${where === undefined ? '' : `${where}: `}cannot inspect ${path}: ${reason(err)}`, err);
   }
 }
 
@@ -163,22 +200,41 @@ function writeDurably(where: string, path: string, content: string | Uint8Array)
   closeSync(fd);
 }
 
-/** Create `dir` and any missing parents; returns the folders it created, outermost first. */
+/**
+ * Create `dir` and any missing parents, one at a time (Node's recursive mkdir loops forever
+ * where a parent cannot be created, e.g. under /proc); returns the folders it created,
+ * outermost first. On a failure, the folders it created are removed again.
+ */
 function createFolders(where: string, dir: string): string[] {
   const missing: string[] = [];
   let d = resolve(dir);
-  while (statKind(d) === null) {
+  while (statKind(d, where) === null) {
     missing.unshift(d);
     const parent = dirname(d);
     if (parent === d) break;
     d = parent;
   }
-  try {
-    mkdirSync(dir, { recursive: true });
-  } catch (err) {
-    throw new FileError(`${where}: cannot create the folder ${dir}: ${reason(err)}`, err);
+  const created: string[] = [];
+  for (const m of missing) {
+    try {
+      mkdirSync(m);
+    } catch (err) {
+      for (const c of [...created].reverse()) tryRmdir(c);
+      const at = m === resolve(dir) ? '' : ` (at ${m})`;
+      throw new FileError(`${where}: cannot create the folder ${dir}${at}: ${reason(err)}`, err);
+    }
+    created.push(m);
   }
-  return missing;
+  return created;
+}
+
+/** The target of the symbolic link at `path` when that target does not exist, else null. */
+function danglingLink(path: string): string | null {
+  try {
+    return lstatSync(path).isSymbolicLink() ? readlinkSync(path) : null;
+  } catch {
+    return null;
+  }
 }
 
 function syncFolder(dir: string): void {
