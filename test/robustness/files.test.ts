@@ -538,8 +538,8 @@ describe('saving into odd places: it works or refuses in words, all or nothing, 
         await expectRejected(() => fileSystem(ro).save!({ modelTopology: {}, weightSpecs: [], weightData: new ArrayBuffer(0) }), FileError, expected.fileSave);
       } else {
         // Root is not denied by permission bits: a save into a 0o555 folder succeeds (and
-        // only writes its files). The refusal is checked as an unprivileged user, in a child
-        // process dropped to nobody (65534) with setpriv.
+        // only writes its files). The refusal is checked in a child process that setpriv
+        // strips of CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH, to which permission bits apply.
         const asRoot = fresh('read-only-as-root');
         writeFileSync(join(asRoot, 'old.txt'), 'old');
         chmodSync(asRoot, 0o555);
@@ -565,7 +565,9 @@ await run('fileSave', () => lib.fileSystem(${JSON.stringify(ro)}).save({ modelTo
 console.log('RESULT ' + JSON.stringify(out));
 `,
         );
-        const child = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--import', 'tsx', script], {
+        // Still root (so it reads the checkout wherever CI cloned it), but without the
+        // capabilities that let root ignore permission bits.
+        const child = spawnSync('setpriv', ['--bounding-set=-dac_override,-dac_read_search', '--', process.execPath, '--import', 'tsx', script], {
           cwd: REPO,
           encoding: 'utf8',
           timeout: 60_000,
