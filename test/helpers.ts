@@ -1,6 +1,7 @@
 import { lstatSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
 import { expect } from 'vitest';
 import type { LoRAMLP } from '../src/index.js';
 
@@ -106,4 +107,20 @@ export function tree(dir: string): Record<string, string> {
   };
   walk(dir, '');
   return out;
+}
+
+/** Seeded initializers, so each test model is built with the same weights. */
+export function seeded(seed: number): { kernelInitializer: ReturnType<typeof tfl.initializers.glorotNormal>; biasInitializer: ReturnType<typeof tfl.initializers.randomNormal> } {
+  return { kernelInitializer: tfl.initializers.glorotNormal({ seed }), biasInitializer: tfl.initializers.randomNormal({ seed: seed + 100 }) };
+}
+
+/** A small Layers MLP: fc1 6→5 (relu), fc2 5→4 (tanh), head 4→3, seeded. */
+export function layersMlp(): tfl.Sequential {
+  return tfl.sequential({
+    layers: [
+      tfl.layers.dense({ inputShape: [6], units: 5, activation: 'relu', name: 'fc1', ...seeded(1) }),
+      tfl.layers.dense({ units: 4, activation: 'tanh', name: 'fc2', ...seeded(2) }),
+      tfl.layers.dense({ units: 3, name: 'head', ...seeded(3) }),
+    ],
+  });
 }

@@ -24,7 +24,7 @@ import {
   unload,
 } from '../src/index.js';
 import { Rng, randomNormal } from '../src/util/random.js';
-import { maxRelDiff } from './helpers.js';
+import { layersMlp, maxRelDiff, seeded } from './helpers.js';
 
 /** Values of a tensor as a plain array (the tensor is left alone). */
 const values = (t: tf.Tensor): number[] => [...t.dataSync()];
@@ -61,19 +61,7 @@ function frozenWeights(model: tfl.LayersModel): tfl.LayerVariable[] {
   });
 }
 
-function seeded(seed: number) {
-  return { kernelInitializer: tfl.initializers.glorotNormal({ seed }), biasInitializer: tfl.initializers.randomNormal({ seed: seed + 100 }) };
-}
-
-function mlp(): tfl.Sequential {
-  return tfl.sequential({
-    layers: [
-      tfl.layers.dense({ inputShape: [6], units: 5, activation: 'relu', name: 'fc1', ...seeded(1) }),
-      tfl.layers.dense({ units: 4, activation: 'tanh', name: 'fc2', ...seeded(2) }),
-      tfl.layers.dense({ units: 3, name: 'head', ...seeded(3) }),
-    ],
-  });
-}
+const mlp = layersMlp;
 
 /** Counts tensors around `fn` after disposing whatever models it returns. */
 async function leakFree(fn: () => Promise<tfl.LayersModel[]> | tfl.LayersModel[]): Promise<void> {

@@ -99,35 +99,33 @@ function strays(dir: string): string[] {
   return Object.keys(tree(dir)).filter((k) => /\.tmp-|\.old-/.test(k));
 }
 
+type ErrorClass = abstract new (...args: never[]) => Error;
+
 /** `fn` must throw `cls` matching `message` within PROMPT_MS, changing nothing. */
-function expectRefused(fn: () => unknown, cls: abstract new (...args: never[]) => Error, message: RegExp | string): Error {
+function expectRefused(fn: () => unknown, cls: ErrorClass, message: RegExp | string): Error {
   const before = snapshot();
   const t0 = performance.now();
-  let caught: unknown;
   try {
     fn();
   } catch (err) {
-    caught = err;
+    return checkRefusal(err, performance.now() - t0, before, cls, message);
   }
-  const took = performance.now() - t0;
-  expect(caught, `expected a ${cls.name}`).toBeInstanceOf(cls);
-  expect((caught as Error).message).toMatch(message);
-  expect(took).toBeLessThan(PROMPT_MS);
-  expect(snapshot()).toEqual(before);
-  tfStillRuns();
-  return caught as Error;
+  return checkRefusal(undefined, performance.now() - t0, before, cls, message);
 }
 
-async function expectRejected(fn: () => Promise<unknown>, cls: abstract new (...args: never[]) => Error, message: RegExp | string): Promise<Error> {
+/** {@link expectRefused} for a promise. */
+async function expectRejected(fn: () => Promise<unknown>, cls: ErrorClass, message: RegExp | string): Promise<Error> {
   const before = snapshot();
   const t0 = performance.now();
-  let caught: unknown;
   try {
     await fn();
   } catch (err) {
-    caught = err;
+    return checkRefusal(err, performance.now() - t0, before, cls, message);
   }
-  const took = performance.now() - t0;
+  return checkRefusal(undefined, performance.now() - t0, before, cls, message);
+}
+
+function checkRefusal(caught: unknown, took: number, before: ReturnType<typeof snapshot>, cls: ErrorClass, message: RegExp | string): Error {
   expect(caught, `expected a ${cls.name}`).toBeInstanceOf(cls);
   expect((caught as Error).message).toMatch(message);
   expect(took).toBeLessThan(PROMPT_MS);

@@ -23,21 +23,9 @@ import {
   setWarningHandler,
   unload,
 } from '../../src/index.js';
+import { layersMlp, seeded } from '../helpers.js';
 
-function seeded(seed: number) {
-  return { kernelInitializer: tfl.initializers.glorotNormal({ seed }), biasInitializer: tfl.initializers.randomNormal({ seed: seed + 100 }) };
-}
-
-/** fc1 6→5, fc2 5→4, head 4→3. */
-function mlp(): tfl.Sequential {
-  return tfl.sequential({
-    layers: [
-      tfl.layers.dense({ inputShape: [6], units: 5, activation: 'relu', name: 'fc1', ...seeded(1) }),
-      tfl.layers.dense({ units: 4, activation: 'tanh', name: 'fc2', ...seeded(2) }),
-      tfl.layers.dense({ units: 3, name: 'head', ...seeded(3) }),
-    ],
-  });
-}
+const mlp = layersMlp;
 
 /** The same network as a functional model (fit trains it directly, not through an inner model). */
 function functional(): tfl.LayersModel {
