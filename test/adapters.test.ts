@@ -401,7 +401,7 @@ describe('adapters as files, sets, combinations and mixed batches', () => {
       const merged = model.predict(task.xTest);
       expect(maxRelDiff(merged, onB)).toBeLessThan(1e-5);
       expect(() => model.setActiveAdapter('a')).toThrow(/while "b" is merged/);
-      expect(() => model.deleteAdapter('b')).toThrow('LoRAMLP: adapter "b" is merged; call unmerge() before deleting it');
+      expect(() => model.deleteAdapter('b')).toThrow('LoRAMLP: adapter "b" is merged (in fc1); call unmerge() before deleting it');
       expect(model.adapterNames()).toEqual(['a', 'b']);
       model.unmerge();
       model.deleteAdapter('a');

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { type LayerPlan, LoRAMLP } from './lora-mlp.js';
 import { truncateProduct } from './linalg.js';
-import { checkOneOf, checkPositiveInt, invalid } from '../util/validate.js';
+import { checkNoNullFields, checkOneOf, checkPositiveInt, describe, invalid } from '../util/validate.js';
 
 /** One source of a combination: an adapter of the model and its weight. */
 export interface WeightedAdapter {
@@ -44,11 +44,15 @@ export function combineAdapters(model: LoRAMLP, sources: readonly WeightedAdapte
   const where = 'combineAdapters';
   if (!(model instanceof LoRAMLP)) invalid(where, 'model', model, 'a LoRAMLP');
   if (options === null || typeof options !== 'object') invalid(where, 'options', options, 'an options object');
+  checkNoNullFields(where, options);
+  const unknown = Object.keys(options).filter((k) => k !== 'method' && k !== 'rank');
+  if (unknown.length > 0) invalid(where, 'options', unknown, 'only the fields method, rank');
+  if (options.rank !== undefined && (options.method ?? 'cat') === 'cat') invalid(where, 'rank', options.rank, "undefined with method 'cat' (its rank is the sum of the sources'; use method 'svd' for a given rank)");
   const method = checkOneOf(where, 'method', options.method ?? 'cat', ['cat', 'svd'] as const);
   if (!Array.isArray(sources) || sources.length === 0) invalid(where, 'sources', sources, 'a non-empty array of { name, weight }');
   const known = model.adapterNames();
   for (const s of sources) {
-    if (s === null || typeof s !== 'object' || !known.includes(s.name)) invalid(where, 'sources[].name', s?.name, `one of ${JSON.stringify(known)}`);
+    if (s === null || typeof s !== 'object' || !known.includes(s.name)) invalid(where, 'sources[].name', s?.name, `one of ${describe(known)}`);
     if (typeof s.weight !== 'number' || !Number.isFinite(s.weight)) invalid(where, `weight of ${JSON.stringify(s.name)}`, s.weight, 'a finite number');
     const full = model.adapterLayers(s.name).findIndex((k) => k === 'full');
     if (full >= 0) invalid(where, 'sources[].name', s.name, `an adapter made only of LoRA factors (${JSON.stringify(s.name)} trains ${model.names[full]} in full, which has no low-rank form to combine)`);
@@ -110,7 +114,8 @@ export function combineAdapters(model: LoRAMLP, sources: readonly WeightedAdapte
 function checkFinite(layer: string, factors: tf.Tensor[], sources: readonly WeightedAdapter[]): void {
   const ok = tf.tidy(() => tf.all(tf.stack(factors.map((f) => tf.all(tf.isFinite(f))))).dataSync()[0] === 1);
   if (!ok) {
-    const list = sources.map((s) => `${JSON.stringify(s.name)} × ${s.weight}`).join(', ');
+    const shown = sources.slice(0, 6).map((s) => `${describe(s.name)} × ${s.weight}`);
+    const list = sources.length > 6 ? `${shown.join(', ')} and ${sources.length - 6} more` : shown.join(', ');
     throw new Error(`combineAdapters: the combination of ${list} is not finite on layer ${layer} (a source holds NaN/Infinity, or a weight × scale overflows float32); no adapter was added`);
   }
 }

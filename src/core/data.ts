@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { MLP } from './mlp.js';
 import { Rng, randomNormal } from '../util/random.js';
-import { checkDims, checkInteger, checkPositiveFinite, checkPositiveInt, invalid } from '../util/validate.js';
+import { checkDims, checkInteger, checkNoNullFields, checkPositiveFinite, checkPositiveInt, invalid } from '../util/validate.js';
 import { checkAllocation } from '../runtime/memory-budget.js';
 
 /** Inputs and targets of a regression task. */
@@ -25,6 +25,7 @@ export interface RandomRegressionOptions {
 export function randomRegression(options: RandomRegressionOptions): Regression {
   const where = 'randomRegression';
   if (options === null || typeof options !== 'object') invalid(where, 'options', options, 'an options object { samples, inputDim, outputDim, seed? }');
+  checkNoNullFields(where, options);
   const samples = checkPositiveInt(where, 'samples', options.samples);
   const inputDim = checkPositiveInt(where, 'inputDim', options.inputDim);
   const outputDim = checkPositiveInt(where, 'outputDim', options.outputDim);
@@ -93,6 +94,7 @@ export interface LowRankShiftTask {
 export function lowRankShiftTask(options: LowRankShiftOptions): LowRankShiftTask {
   const where = 'lowRankShiftTask';
   if (options === null || typeof options !== 'object') invalid(where, 'options', options, 'an options object { dims, shiftRank, samples, … }');
+  checkNoNullFields(where, options);
   const dims = checkDims(where, options.dims);
   const maxRank = Math.min(...dims);
   const k = checkPositiveInt(where, 'shiftRank', options.shiftRank, maxRank, `the narrowest layer (${maxRank})`);

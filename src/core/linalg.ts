@@ -32,14 +32,18 @@ export function symmetricEigen(s: Float64Array, n: number): { values: Float64Arr
   const a = Float64Array.from(s);
   const v = new Float64Array(n * n);
   for (let i = 0; i < n; i++) v[i * n + i] = 1;
+  // Converged when the off-diagonal mass is negligible *relative to the matrix*: an absolute
+  // threshold stops early on small matrices (tiny LoRA deltas) and gives a worse SVD.
+  let total = 0;
+  for (let i = 0; i < n * n; i++) total += a[i] ** 2;
   for (let sweep = 0; sweep < 100; sweep++) {
     let off = 0;
     for (let p = 0; p < n; p++) for (let q = p + 1; q < n; q++) off += a[p * n + q] ** 2;
-    if (off < 1e-30) break;
+    if (off <= 1e-30 * total || off === 0) break;
     for (let p = 0; p < n; p++) {
       for (let q = p + 1; q < n; q++) {
         const apq = a[p * n + q];
-        if (Math.abs(apq) < 1e-300) continue;
+        if (apq === 0) continue;
         const theta = (a[q * n + q] - a[p * n + p]) / (2 * apq);
         const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
         const c = 1 / Math.sqrt(t * t + 1);

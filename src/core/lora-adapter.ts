@@ -64,8 +64,9 @@ export function resolveLoRAConfig(where: string, config: LoRAConfig): ResolvedLo
   if (!Number.isInteger(c.seed)) invalid(where, 'seed', c.seed, 'an integer');
   // The scale multiplies float32 tensors: one that rounds to Infinity or 0 there would
   // silently turn every output into ±Infinity/NaN, or switch the adapter off.
+  // (Subnormal scales are refused too: wasm's XNNPACK flushes them to zero.)
   const s = Math.fround(loraScale(c));
-  if (!Number.isFinite(s) || s === 0) {
+  if (!Number.isFinite(s) || Math.abs(s) < 2 ** -126) {
     const formula = c.useRsLora ? 'alpha / √rank' : 'alpha / rank';
     invalid(where, `scale ${formula} (${c.alpha} / ${c.useRsLora ? `√${c.rank}` : c.rank})`, loraScale(c), 'a finite, non-zero float32 (about 1.2e-38 to 3.4e38); change alpha or rank');
   }
@@ -75,6 +76,8 @@ export function resolveLoRAConfig(where: string, config: LoRAConfig): ResolvedLo
 /** s = alpha / r, or alpha / √r for rsLoRA. */
 export function loraScale(config: Pick<ResolvedLoRAConfig, 'alpha' | 'rank' | 'useRsLora'>): number {
   if (config === null || typeof config !== 'object') invalid('loraScale', 'config', config, 'an object { alpha, rank, useRsLora }');
+  checkPositiveInt('loraScale', 'rank', config.rank);
+  checkPositiveFinite('loraScale', 'alpha', config.alpha);
   return config.useRsLora ? config.alpha / Math.sqrt(config.rank) : config.alpha / config.rank;
 }
 
@@ -133,7 +136,7 @@ export interface FullAdapter {
 
 /** Number of values in A and B. */
 export function adapterParameterCount(adapter: LoRAAdapter): number {
-  if (adapter === null || typeof adapter !== 'object' || adapter.A === undefined || adapter.B === undefined) invalid('adapterParameterCount', 'adapter', adapter, 'an adapter { A, B } (from layer.adapter())');
+  if (adapter === null || typeof adapter !== 'object' || typeof adapter.A?.size !== 'number' || typeof adapter.B?.size !== 'number') invalid('adapterParameterCount', 'adapter', adapter, 'an adapter { A, B } (from layer.adapter())');
   return adapter.A.size + adapter.B.size;
 }
 

@@ -19,8 +19,8 @@ import { type RowGroups, mixedLowRankDelta } from './mixed-batch.js';
 import type { ParameterCounts } from './params.js';
 import { Rng, randomNormal } from '../util/random.js';
 import { withRows } from './rows.js';
-import { checkAdapterName, checkFloatTensor, checkLiveTensor, checkOneOf, checkOptions, checkPositiveInt, describe, invalid } from '../util/validate.js';
-import { type PlannedTensor, checkAllocation } from '../runtime/memory-budget.js';
+import { checkAdapterName, checkFloatTensor, checkLiveTensor, checkNoNullFields, checkOneOf, checkOptions, checkPositiveInt, describe, invalid } from '../util/validate.js';
+import { FORWARD_TEMPORARIES, type PlannedTensor, checkAllocation, outputAndTemporaries, packsMatMulWeights } from '../runtime/memory-budget.js';
 import { assertNotTraining } from './training-lock.js';
 import { warn } from '../util/warnings.js';
 
@@ -85,12 +85,13 @@ export class LoRALinear {
 
   constructor(options: LoRALinearOptions) {
     if (options === null || typeof options !== 'object') invalid(WHERE, 'options', options, 'an options object');
+    checkNoNullFields(WHERE, options);
     const inFeatures = checkPositiveInt(WHERE, 'inFeatures', options.inFeatures);
     const outFeatures = checkPositiveInt(WHERE, 'outFeatures', options.outFeatures);
     if (options.weight !== undefined) checkFloatTensor(WHERE, 'weight', options.weight, [inFeatures, outFeatures]);
     if (options.bias !== undefined) checkFloatTensor(WHERE, 'bias', options.bias, [outFeatures]);
     const name = options.name ?? 'linear';
-    if (typeof name !== 'string' || name === '') invalid(WHERE, 'name', name, 'a non-empty string');
+    if (typeof name !== 'string' || name === '' || name.length > 256) invalid(WHERE, 'name', name, 'a non-empty string of at most 256 characters');
     if (options.noAdapter !== undefined && typeof options.noAdapter !== 'boolean') invalid(WHERE, 'noAdapter', options.noAdapter, 'a boolean');
     const adapterName = options.noAdapter ? 'default' : checkAdapterName(WHERE, 'adapterName', options.adapterName ?? 'default');
     const config = options.noAdapter ? null : resolveLoRAConfig(WHERE, options);
@@ -333,6 +334,9 @@ export class LoRALinear {
   apply(x: tf.Tensor, options: ForwardOptions = {}): tf.Tensor {
     this.assertLive();
     checkOptions(`${WHERE} ${this.name}.apply`, 'options', options, 'an options object { training?, needsInputGrad? }');
+    for (const k of ['training', 'needsInputGrad'] as const) {
+      if (options[k] !== undefined && typeof options[k] !== 'boolean') invalid(`${WHERE} ${this.name}.apply`, k, options[k], 'a boolean');
+    }
     this.checkInput(x);
     const unmergedActive = this.activeName !== null && this.activeName !== this.mergedName ? this.activeName : null;
     const full = unmergedActive === null ? undefined : this.fullAdapters.get(unmergedActive);
@@ -366,10 +370,13 @@ export class LoRALinear {
     if (this.mergedName !== null) {
       throw new Error(`${WHERE} ${this.name}: adapter ${describe(this.mergedName)} is merged into the weight; call unmerge() before mixing adapters in a batch`);
     }
+    checkGroups(`${WHERE} ${this.name}.predictMixed`, groups, rows.shape[0]);
     for (const n of groups.names) if (this.adapterKind(n) === undefined) invalid(WHERE, 'adapter name', n, `one of ${describe(this.adapterNames())}`);
     const loraIdx = groups.names.flatMap((n, j) => (this.adapters.has(n) ? [j] : []));
     const fullIdx = groups.names.flatMap((n, j) => (this.fullAdapters.has(n) ? [j] : []));
     const loraGroups: RowGroups = { names: loraIdx.map((j) => groups.names[j]), rows: loraIdx.map((j) => groups.rows[j]) };
+    const n0 = rows.shape[0];
+    checkAllocation(`${WHERE} ${this.name}.predictMixed`, outputAndTemporaries(`the output [${n0}, ${this.outFeatures}]`, n0 * this.outFeatures, FORWARD_TEMPORARIES + 3 * fullIdx.length));
     return tf.tidy(() => {
       const base = linearForward(rows, this.base, null, { dropout: null, path: 'autodiff', needsInputGrad: false });
       let y = tf.add(base, mixedLowRankDelta(rows, loraGroups, loraGroups.names.map((n) => this.adapter(n)), this.outFeatures)) as tf.Tensor2D;
@@ -513,10 +520,13 @@ function disposeBase(base: FrozenLinear): void {
 /** The tensors a frozen linear layer holds: W, b, and the transposed copy of W the fused backward pass caches. */
 export function linearTensors(inFeatures: number, outFeatures: number, withTranspose: boolean, label = 'base', withBias = true): PlannedTensor[] {
   const w = inFeatures * outFeatures;
+  const packed = packsMatMulWeights();
   return [
     { what: `${label} weight [${inFeatures}, ${outFeatures}]`, elements: w },
+    ...(packed ? [{ what: `XNNPACK's packed copy of it`, elements: w }] : []),
     ...(withBias ? [{ what: `${label} bias [${outFeatures}]`, elements: outFeatures }] : []),
     ...(withTranspose ? [{ what: `its transposed copy [${outFeatures}, ${inFeatures}]`, elements: w }] : []),
+    ...(withTranspose && packed ? [{ what: `XNNPACK's packed copy of that`, elements: w }] : []),
   ];
 }
 
@@ -526,4 +536,20 @@ export function adapterTensors(inFeatures: number, outFeatures: number, rank: nu
     { what: `${label} A [${inFeatures}, ${rank}]`, elements: inFeatures * rank },
     { what: `${label} B [${rank}, ${outFeatures}]`, elements: rank * outFeatures },
   ];
+}
+
+/** Rows grouped by adapter must be distinct integer row indices of the batch, each in one group. */
+function checkGroups(where: string, groups: RowGroups, n: number): void {
+  if (groups === null || typeof groups !== 'object' || !Array.isArray(groups.names) || !Array.isArray(groups.rows) || groups.names.length !== groups.rows.length) {
+    invalid(where, 'groups', groups, 'row groups { names, rows } (from groupRows), one row list per name');
+  }
+  const seen = new Uint8Array(n);
+  groups.rows.forEach((list, j) => {
+    if (!(list instanceof Int32Array)) invalid(where, `groups.rows[${j}]`, list, 'an Int32Array of row indices');
+    for (const i of list) {
+      if (i < 0 || i >= n) invalid(where, `groups.rows[${j}]`, list, `row indices in [0, ${n})`);
+      if (seen[i] === 1) invalid(where, `groups.rows[${j}]`, list, `each row in one group only (row ${i} is in two)`);
+      seen[i] = 1;
+    }
+  });
 }

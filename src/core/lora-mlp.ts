@@ -12,7 +12,7 @@ import { type ModuleRole, type TargetSpec, patternValue, resolveRoles } from './
 import { Rng, randomUniform } from '../util/random.js';
 import { withRows } from './rows.js';
 import { type RowGroups, groupRows } from './mixed-batch.js';
-import { checkAdapterName, checkDims, checkFloatTensor, checkInteger, checkModuleNames, checkOneOf, checkOptions, describe, invalid } from '../util/validate.js';
+import { checkAdapterName, checkDims, checkFloatTensor, checkInteger, checkModuleNames, checkNoNullFields, checkOneOf, checkOptions, describe, invalid } from '../util/validate.js';
 
 /**
  * What one adapter of a `LoRAMLP` is: the LoRA hyper-parameters plus, in PEFT's
@@ -77,6 +77,7 @@ export class LoRAMLP implements Model {
 
   constructor(dims: readonly number[], options: LoRAMLPOptions = {}) {
     if (options === null || typeof options !== 'object') invalid(WHERE, 'options', options, 'an options object');
+    checkNoNullFields(WHERE, options);
     checkDims(WHERE, dims);
     const seed = checkInteger(WHERE, 'seed', options.seed ?? 0);
     const baseInit = checkOneOf(WHERE, 'baseInit', options.baseInit ?? 'normal', ['normal', 'kaiming'] as const);
@@ -100,18 +101,28 @@ export class LoRAMLP implements Model {
     ]);
     this.dims = [...dims];
     this.names = names;
-    this.layers = dims.slice(1).map((out, i) => {
-      const inF = dims[i];
-      const weight =
-        given !== undefined
-          ? given[i].weight
-          : baseInit === 'kaiming'
-            ? randomUniform<tf.Rank.R2>([inF, out], new Rng(layerSeed(seed, 100 + i)), 1 / Math.sqrt(inF))
-            : undefined;
-      const layer = new LoRALinear({ inFeatures: inF, outFeatures: out, weight, bias: given?.[i].bias, weightSeed: layerSeed(seed, 100 + i), name: names[i], noAdapter: true });
-      if (given === undefined) weight?.dispose();
-      return layer;
-    });
+    const layers: LoRALinear[] = [];
+    try {
+      dims.slice(1).forEach((out, i) => {
+        const inF = dims[i];
+        const weight =
+          given !== undefined
+            ? given[i].weight
+            : baseInit === 'kaiming'
+              ? randomUniform<tf.Rank.R2>([inF, out], new Rng(layerSeed(seed, 100 + i)), 1 / Math.sqrt(inF))
+              : undefined;
+        try {
+          layers.push(new LoRALinear({ inFeatures: inF, outFeatures: out, weight, bias: given?.[i].bias, weightSeed: layerSeed(seed, 100 + i), name: names[i], noAdapter: true }));
+        } finally {
+          if (given === undefined) weight?.dispose();
+        }
+      });
+    } catch (err) {
+      // A layer refused after the model-level check (e.g. memory taken meanwhile): free the others.
+      for (const l of layers) l.dispose();
+      throw err;
+    }
+    this.layers = layers;
     if (plan !== null) this.insert(adapterName, plan);
   }
 
@@ -141,6 +152,7 @@ export class LoRAMLP implements Model {
 
   apply(x: tf.Tensor, options: { training?: boolean } = {}): tf.Tensor {
     checkOptions(`${WHERE}.apply`, 'options', options, 'an options object { training? }');
+    if (options.training !== undefined && typeof options.training !== 'boolean') invalid(`${WHERE}.apply`, 'training', options.training, 'a boolean');
     checkModelInput(WHERE, x, this.dims[0]);
     return withRows(x, this.dims[this.dims.length - 1], (rows) =>
       tf.tidy(() => {
@@ -255,6 +267,7 @@ export class LoRAMLP implements Model {
   /** Use adapter `name` (on the layers it covers; the others run as the base); null runs the frozen base alone. */
   setActiveAdapter(name: string | null): void {
     assertNotTraining(WHERE, this, 'switch adapters');
+    this.assertLayersLive();
     if (name !== null && !this.order.includes(name)) invalid(WHERE, 'adapter name', name, `null or one of ${describe(this.order)}`);
     const merged = this.mergedAdapter;
     if (merged !== null && name !== merged) {
@@ -281,7 +294,7 @@ export class LoRAMLP implements Model {
   deleteAdapter(name: string): void {
     assertNotTraining(WHERE, this, 'delete an adapter');
     this.checkName(name);
-    if (this.mergedAdapter === name) throw new Error(`${WHERE}: adapter ${describe(name)} is merged; call unmerge() before deleting it`);
+    this.assertNotMergedAnywhere(name, 'deleting it');
     for (const l of this.layers) if (l.adapterKind(name) !== undefined) l.deleteAdapter(name);
     this.order.splice(this.order.indexOf(name), 1);
     if (this.activeName === name) this.activeName = null;
@@ -325,19 +338,35 @@ export class LoRAMLP implements Model {
   // ---- internals -----------------------------------------------------------------------
 
   private checkName(name: string): void {
+    this.assertLayersLive();
     if (!this.order.includes(name)) invalid(WHERE, 'adapter name', name, `one of ${describe(this.order)}`);
+  }
+
+  /** Every layer, checked before any changes (a layer may have been changed or disposed directly). */
+  private assertLayersLive(): void {
+    const gone = this.layers.findIndex((l) => l.isDisposed);
+    if (gone >= 0) throw new Error(`${WHERE}: layer ${this.names[gone]} has been disposed; the model cannot be used any more`);
+  }
+
+  private assertNotMergedAnywhere(name: string, doing: string): void {
+    const at = this.layers.findIndex((l) => l.mergedAdapter === name);
+    if (at >= 0) throw new Error(`${WHERE}: adapter ${describe(name)} is merged (in ${this.names[at]}); call unmerge() before ${doing}`);
   }
 
   private checkNewName(name: string): void {
     assertNotTraining(WHERE, this, 'add an adapter');
+    this.assertLayersLive();
     checkAdapterName(WHERE, 'name', name);
     if (this.order.includes(name)) invalid(WHERE, 'name', name, 'a name not already used by an adapter of this model');
+    // A layer may hold the name already (added to it directly): refuse before any layer changes.
+    const clash = this.layers.findIndex((l) => l.adapterKind(name) !== undefined);
+    if (clash >= 0) invalid(WHERE, 'name', name, `a name no layer uses (layer ${this.names[clash]} already has an adapter ${describe(name)}, added to the layer directly)`);
   }
 
   private checkReplace(name: string): void {
     assertNotTraining(WHERE, this, 'replace an adapter');
     this.checkName(name);
-    if (this.mergedAdapter === name) throw new Error(`${WHERE}: adapter ${describe(name)} is merged; call unmerge() before replacing it`);
+    this.assertNotMergedAnywhere(name, 'replacing it');
   }
 
   /** A plan from PEFT-style options, with given weights attached (checked against the roles). */

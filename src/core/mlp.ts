@@ -6,9 +6,13 @@ import { layerSeed } from './model.js';
 import type { ParameterCounts } from './params.js';
 import { Rng } from '../util/random.js';
 import { withRows } from './rows.js';
-import { checkDims, checkInteger, checkLiveTensor, checkModuleNames, checkOneOf, checkOptions, describe, invalid } from '../util/validate.js';
-import { checkAllocation } from '../runtime/memory-budget.js';
+import { checkDims, checkInteger, checkLiveTensor, checkModuleNames, checkNoNullFields, checkOneOf, checkOptions, describe, invalid } from '../util/validate.js';
+import { checkAllocation, outputAndTemporaries } from '../runtime/memory-budget.js';
+
+/** A dense layer's forward pass holds up to 3 output-sized tensors (x·W, +b, relu). */
+const DENSE_TEMPORARIES = 3;
 import { linearTensors } from './lora-linear.js';
+import { assertNotTraining } from './training-lock.js';
 
 /** Options of {@link MLP}. */
 export interface MLPOptions {
@@ -38,6 +42,7 @@ export class MLP implements Model {
   /** Module name of each layer (see {@link MLPOptions.names}). */
   readonly names: readonly string[];
   private path: GradientPath = 'auto';
+  private disposed = false;
 
   /** How gradients are computed: `auto` picks the fused path on wasm/cpu. */
   get gradientPath(): GradientPath {
@@ -50,6 +55,7 @@ export class MLP implements Model {
 
   constructor(dims: readonly number[], options: MLPOptions = {}) {
     if (options === null || typeof options !== 'object') invalid('MLP', 'options', options, 'an options object');
+    checkNoNullFields('MLP', options);
     checkDims('MLP', dims);
     const seed = checkInteger('MLP', 'seed', options.seed ?? 0);
     const init = checkOneOf('MLP', 'init', options.init ?? 'uniform', ['uniform', 'he'] as const);
@@ -62,12 +68,15 @@ export class MLP implements Model {
   }
 
   apply(x: tf.Tensor, options: { training?: boolean } = {}): tf.Tensor {
+    this.assertLive();
     checkOptions('MLP.apply', 'options', options, 'an options object { training? }'); // no dropout in the baseline
     checkModelInput('MLP', x, this.dims[0]);
     return withRows(x, this.dims[this.dims.length - 1], (rows) =>
       tf.tidy(() => {
         let h = rows;
         this.layers.forEach((layer, i) => {
+          const n = h.shape[0];
+          checkAllocation('forward pass', outputAndTemporaries(`layer ${this.names[i]}'s output [${n}, ${layer.outFeatures}]`, n * layer.outFeatures, DENSE_TEMPORARIES));
           h = layer.apply(h, this.path, i > 0);
           if (i < this.layers.length - 1) h = tf.relu(h);
         });
@@ -81,6 +90,7 @@ export class MLP implements Model {
   }
 
   trainableVariables(): tf.Variable[] {
+    this.assertLive();
     return this.layers.flatMap((l) => l.variables());
   }
 
@@ -117,6 +127,7 @@ export class MLP implements Model {
 
   /** An independent copy with the same weights (e.g. to fine-tune while keeping the original). */
   clone(): MLP {
+    this.assertLive();
     const copy = new MLP(this.dims, { bias: this.layers[0].b !== undefined, names: this.names });
     copy.gradientPath = this.gradientPath;
     copy.layers.forEach((l, i) => {
@@ -127,12 +138,24 @@ export class MLP implements Model {
   }
 
   parameterCounts(): ParameterCounts {
+    this.assertLive();
     const n = this.layers.reduce((sum, l) => sum + l.W.size + (l.b?.size ?? 0), 0);
     return { total: n, trainable: n, frozen: 0, lora: 0, saved: 0 };
   }
 
   dispose(): void {
+    if (this.disposed) return;
+    assertNotTraining('MLP', this, 'dispose the model');
     for (const l of this.layers) l.dispose();
+    this.disposed = true;
+  }
+
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+
+  private assertLive(): void {
+    if (this.disposed) throw new Error('MLP: this model has been disposed');
   }
 }
 

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { checkAllocation } from '../runtime/memory-budget.js';
+import { FORWARD_TEMPORARIES, checkAllocation, outputAndTemporaries } from '../runtime/memory-budget.js';
 
 /**
  * Run `f` on x `[..., in]` viewed as rows `[n, in]`, and give the result back the leading
@@ -9,7 +9,7 @@ import { checkAllocation } from '../runtime/memory-budget.js';
 export function withRows(x: tf.Tensor, outFeatures: number, f: (rows: tf.Tensor2D) => tf.Tensor2D): tf.Tensor {
   // A huge batch through a wide layer must be refused, not abort the wasm heap.
   const n = x.size / Math.max(1, x.shape[x.rank - 1]);
-  checkAllocation('forward pass', [{ what: `the output [${n}, ${outFeatures}]`, elements: n * outFeatures }]);
+  checkAllocation('forward pass', outputAndTemporaries(`the output [${n}, ${outFeatures}]`, n * outFeatures, FORWARD_TEMPORARIES));
   if (x.rank === 2) return f(x as tf.Tensor2D);
   return tf.tidy(() => {
     const inFeatures = x.shape[x.rank - 1];

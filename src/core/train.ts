@@ -23,8 +23,8 @@ export interface TrainOptions {
   seed?: number;
   /** `constant` (the reference) or `cosine`: decays the rate to 0 over the run. */
   schedule?: 'constant' | 'cosine';
-  /** Called after every step with its 0-based index and loss. */
-  onStep?: (step: number, loss: number) => void;
+  /** Called after every step with its 0-based index and loss (awaited when it returns a promise). */
+  onStep?: (step: number, loss: number) => unknown;
 }
 
 /** What {@link train} returns. */
@@ -55,10 +55,15 @@ export async function train(model: Model, options: TrainOptions): Promise<TrainR
   const plan = checkTrainOptions(model, options);
   const variables = model.trainableVariables();
   const trainable = variables.reduce((n, v) => n + v.size, 0);
-  // Adam's two moments and one set of gradients live beside the variables.
+  // Adam's two moments, one set of gradients and the step's snapshot live beside the
+  // variables; a step's activations (up to ~5 per layer output, forward and backward) too.
+  // Checked here: a refusal inside tf.variableGrads would leave its tape's tensors behind.
+  const widths = model.dims.slice(1).reduce((a, b) => a + b, 0);
   checkAllocation('train', [
     { what: "Adam's moments", elements: 2 * trainable },
     { what: 'the gradients', elements: trainable },
+    { what: 'the weights before each step (to undo a bad one)', elements: trainable },
+    { what: `one step's activations (batch ${plan.batchSize})`, elements: 5 * plan.batchSize * widths },
   ]);
   // A LoRAMLP's layers are locked too: onStep could reach them through model.layers.
   const layers = (model as unknown as { layers?: unknown }).layers;
@@ -76,6 +81,9 @@ export async function train(model: Model, options: TrainOptions): Promise<TrainR
       if (plan.schedule === 'cosine') {
         adam.learningRate = 0.5 * plan.learningRate * (1 + Math.cos((Math.PI * step) / plan.totalSteps));
       }
+      // onStep may have disposed the data: check before the tape starts.
+      checkFloatTensor('train', 'x', options.x, [plan.n, model.dims[0]]);
+      checkFloatTensor('train', 'y', options.y, [plan.n, model.dims[model.dims.length - 1]]);
       const { value, grads } = tf.variableGrads(
         () =>
           tf.tidy(() => {
@@ -84,22 +92,26 @@ export async function train(model: Model, options: TrainOptions): Promise<TrainR
           }),
         variables,
       );
-      // One read per step: the loss and whether every gradient is finite.
+      // The step is applied, then checked in one read: the loss, the gradients and the
+      // updated weights (a finite gradient can still overflow a weight). A bad step is undone.
+      const before = variables.map((v) => tf.clone(v));
+      optimizer.applyGradients(grads as Parameters<typeof optimizer.applyGradients>[0]);
       const check = tf.tidy(() => {
-        const finite = Object.values(grads).map((g) => tf.all(tf.isFinite(g)));
-        return tf.stack([value, tf.cast(finite.length === 1 ? finite[0] : tf.all(tf.stack(finite)), 'float32')]);
+        const finite = [...Object.values(grads), ...variables].map((t) => tf.all(tf.isFinite(t)));
+        return tf.stack([value, tf.cast(tf.all(tf.stack(finite)), 'float32')]);
       });
-      const [loss, gradsFinite] = await check.data();
-      check.dispose();
+      tf.dispose(Object.values(grads));
       value.dispose();
-      if (!Number.isFinite(loss) || gradsFinite !== 1) {
-        tf.dispose(Object.values(grads));
+      const [loss, allFinite] = await check.data();
+      check.dispose();
+      if (!Number.isFinite(loss) || allFinite !== 1) {
+        variables.forEach((v, i) => v.assign(before[i]));
+        tf.dispose(before);
         throw new NonFiniteLossError(step, loss);
       }
-      optimizer.applyGradients(grads as Parameters<typeof optimizer.applyGradients>[0]);
-      tf.dispose(Object.values(grads));
+      tf.dispose(before);
       losses.push(loss);
-      plan.onStep?.(step, loss);
+      await plan.onStep?.(step, loss);
     }
   } finally {
     optimizer.dispose();
@@ -114,7 +126,7 @@ export class NonFiniteLossError extends Error {
   readonly step: number;
   readonly loss: number;
   constructor(step: number, loss: number) {
-    const what = Number.isFinite(loss) ? `the gradients of step ${step} are not finite (loss ${loss})` : `the loss of step ${step} is ${loss}`;
+    const what = Number.isFinite(loss) ? `the gradients or the updated weights of step ${step} are not finite (loss ${loss})` : `the loss of step ${step} is ${loss}`;
     const kept = step === 0 ? 'the weights are as they were before train()' : `the weights are those after step ${step - 1}`;
     super(
       `train: ${what}; the step was not applied, so ${kept}. ` +
@@ -152,7 +164,7 @@ interface TrainPlan {
   batchSize: number;
   learningRate: number;
   seed: number;
-  onStep?: (step: number, loss: number) => void;
+  onStep?: (step: number, loss: number) => unknown;
 }
 
 const TRAIN_FIELDS = ['x', 'y', 'steps', 'epochs', 'batchSize', 'learningRate', 'seed', 'schedule', 'onStep'];
@@ -173,8 +185,13 @@ function checkTrainOptions(model: Model, o: TrainOptions): TrainPlan {
   }
   if (o.steps !== undefined) checkPositiveInt('train', 'steps', o.steps);
   if (o.epochs !== undefined) checkPositiveInt('train', 'epochs', o.epochs);
+  for (const k of TRAIN_FIELDS) {
+    if ((o as unknown as Record<string, unknown>)[k] === null) invalid('train', k, null, 'a value (leave the field out for its default)');
+  }
   const batchSize = checkPositiveInt('train', 'batchSize', o.batchSize ?? Math.min(32, n), n, `the number of samples (${n})`);
   const learningRate = checkPositiveFinite('train', 'learningRate', o.learningRate ?? 1e-3);
+  // Adam computes in float32: a rate that is Infinity there would wreck every weight at once.
+  if (!Number.isFinite(Math.fround(learningRate))) invalid('train', 'learningRate', learningRate, 'a rate that is finite in float32 (below 3.4e38)');
   const seed = checkInteger('train', 'seed', o.seed ?? 0);
   if (model.merged === true) {
     throw new Error('train: the model has a merged adapter; call unmerge() before training');

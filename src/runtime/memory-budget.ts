@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { invalid } from '../util/validate.js';
 
 /**
  * Refuse allocations that cannot fit, before anything is allocated.
@@ -15,8 +16,8 @@ import * as tf from '@tensorflow/tfjs-core';
 
 /** The largest WebAssembly heap tfjs-backend-wasm 4.22 can grow to (its `maximum` memory). */
 export const WASM_HEAP_BYTES = 2 ** 32;
-/** Kept free in the wasm heap for the backend's own buffers (XNNPACK packing, stacks). */
-const WASM_RESERVE_BYTES = 64 * 2 ** 20;
+/** Kept free in the wasm heap for the backend's own buffers (stacks, XNNPACK workspaces). */
+const WASM_RESERVE_BYTES = 256 * 2 ** 20;
 /** The longest typed array V8 (Node 20) allocates, in elements. */
 export const MAX_TYPED_ARRAY_ELEMENTS = 2 ** 32;
 
@@ -29,7 +30,7 @@ let userLimit: number | null = null;
  */
 export function setMemoryLimit(bytes: number | null): void {
   if (bytes !== null && (typeof bytes !== 'number' || !Number.isSafeInteger(bytes) || bytes <= 0)) {
-    throw new Error(`setMemoryLimit: bytes = ${String(bytes)} is invalid; expected a positive integer number of bytes, or null for no limit`);
+    invalid('setMemoryLimit', 'bytes', bytes, 'a positive integer number of bytes, or null for no limit');
   }
   userLimit = bytes;
 }
@@ -56,6 +57,26 @@ export function memoryLimits(): MemoryLimits {
         ? `the wasm backend's heap (at most 4 GiB, ${formatBytes(WASM_RESERVE_BYTES)} of it kept for the backend)`
         : 'no known limit';
   return { totalBytes, tensorBytes: Math.min(typed, backendTotal), label };
+}
+
+/**
+ * True where each matMul weight also costs a hidden copy: wasm's XNNPACK packs the weight
+ * operand of a matMul into its own buffer, kept while the weight lives, which
+ * `tf.memory()` does not count.
+ */
+export function packsMatMulWeights(): boolean {
+  return tf.getBackend() === 'wasm';
+}
+
+/**
+ * A forward pass holds up to this many output-sized tensors at once (x·W, the low-rank
+ * term, its scaling, the sum, the bias), freed only when its tidy ends.
+ */
+export const FORWARD_TEMPORARIES = 5;
+
+/** `count` tensors of one size: an output and the temporaries of the same size beside it. */
+export function outputAndTemporaries(what: string, elements: number, count: number): PlannedTensor[] {
+  return Array.from({ length: count }, (_, i) => ({ what: i === 0 ? what : `temporary ${i} of its size`, elements }));
 }
 
 /** One tensor of an allocation: what it is, and its number of float32 values. */

@@ -145,3 +145,16 @@ export function checkAdapterName(where: string, name: string, value: unknown): s
 export function checkOptions(where: string, name: string, value: unknown, expected = 'an options object'): void {
   if (value !== undefined && (value === null || typeof value !== 'object' || Array.isArray(value))) invalid(where, name, value, expected);
 }
+
+/** Target fields where null means "none" (PEFT writes None there). */
+const NULLABLE_FIELDS = new Set(['targetModules', 'excludeModules', 'rankPattern', 'alphaPattern', 'modulesToSave']);
+
+/**
+ * Refuse a field set to null: it is not read as "the default" (leave the field out for that),
+ * so a null that stands for a missing value is reported, not silently replaced.
+ */
+export function checkNoNullFields(where: string, options: object): void {
+  for (const [k, v] of Object.entries(options)) {
+    if (v === null && !NULLABLE_FIELDS.has(k)) invalid(where, k, null, 'a value (leave the field out for its default)');
+  }
+}

@@ -96,8 +96,8 @@ describe('robustness: the core API under careless and hostile input', () => {
   describe('sizes that cannot fit are refused before anything is allocated, and the backend survives', () => {
     it('names the tensor, the bytes it needs and the limit (wasm heap, typed-array length)', async () => {
       expect(memoryLimits().label).toContain('wasm');
-      await refuses(null, () => new LoRALinear({ inFeatures: 1e9, outFeatures: 1, rank: 1 }), /LoRALinear linear \(1000000000 → 1\): needs 11\.2 GiB of tensors .*more than 3\.9 GiB \(the wasm backend's heap/);
-      await refuses(null, () => new MLP([4, 4, 1e9]), 'MLP [4, 4, 1000000000]: fc2 weight [4, 1000000000] would need 4,000,000,000 values (14.9 GiB), but one tensor may take at most 3.9 GiB');
+      await refuses(null, () => new LoRALinear({ inFeatures: 1e9, outFeatures: 1, rank: 1 }), /LoRALinear linear \(1000000000 → 1\): needs 18\.6 GiB of tensors \(base weight \[1000000000, 1\] 3\.7 GiB, XNNPACK's packed copy of it 3\.7 GiB, .*more than 3\.8 GiB \(the wasm backend's heap/);
+      await refuses(null, () => new MLP([4, 4, 1e9]), 'MLP [4, 4, 1000000000]: fc2 weight [4, 1000000000] would need 4,000,000,000 values (14.9 GiB), but one tensor may take at most 3.8 GiB');
       await refuses(null, () => new LoRAMLP([4, 4, 1e9]), 'LoRAMLP [4, 4, 1000000000]: fc2 weight [4, 1000000000] would need 4,000,000,000 values');
       await refuses(null, () => new LoRAMLP([4, 4], { rank: 1e9 }), 'fc1 A [4, 1000000000] would need 4,000,000,000 values');
       await refuses(null, () => new LoRAMLP([4, 2 ** 31]), 'a typed array holds at most 4,294,967,296 values');
@@ -360,7 +360,7 @@ describe('robustness: the core API under careless and hostile input', () => {
       await refuses(model, () => model.predict(x2, null as never), 'LoRAMLP.predict: options = null is invalid');
       x2.dispose();
       await refuses(null, () => new LoRAMLP(DIMS, null as never), 'LoRAMLP: options = null is invalid; expected an options object');
-      await refuses(null, () => new LoRAMLP(DIMS, { rank: null as never }), 'rank = null is invalid; expected a positive integer');
+      await refuses(null, () => new LoRAMLP(DIMS, { rank: null as never }), 'LoRAMLP: rank = null is invalid; expected a value (leave the field out for its default)');
       await refuses(null, () => new LoRAMLP(DIMS, { alpha: null as never }), 'alpha = null is invalid');
       await refuses(model, () => model.addAdapter('n', null as never), 'LoRAMLP: config = null is invalid; expected an options object');
       await refuses(model, () => combineAdapters(model, [{ name: 'default', weight: 1 }], 'c', null as never), 'combineAdapters: options = null is invalid');
@@ -453,6 +453,189 @@ describe('robustness: the core API under careless and hostile input', () => {
       await refuses(null, () => randomRegression(null as never), 'randomRegression: options = null is invalid');
       await refuses(null, () => timeIt(null as never), 'timeIt: fn = null is invalid; expected a function');
       await refuses(null, () => timeIt(() => 1, 0), 'timeIt: runs = 0 is invalid; expected a positive integer');
+    });
+  });
+
+  describe('what a hostile review found (each case once let a call corrupt the backend, leak or change state)', () => {
+    it('forward passes plan their peak (≈5 outputs for LoRA, 3 for dense) and the mixed-batch path too', async () => {
+      const lin = new LoRALinear({ inFeatures: 2, outFeatures: 20_000, rank: 1 });
+      const mlp = new MLP([2, 20_000, 1]);
+      const mixed = new LoRAMLP([2, 20_000, 1], { rank: 1 });
+      const x15 = tf.zeros([15_000, 2]);
+      const x30 = tf.zeros([30_000, 2]);
+      // 15,000 × 20,000 fits as one output (1.1 GiB) but not with its temporaries: it once poisoned the heap.
+      await refuses(null, () => lin.predict(x15), 'forward pass: needs 5.6 GiB of tensors (the output [15000, 20000] 1.1 GiB, temporary 1 of its size');
+      await refuses(null, () => mlp.predict(x30), "forward pass: needs 6.7 GiB of tensors (layer fc1's output [30000, 20000] 2.2 GiB");
+      await refuses(null, () => mixed.predict(x30, { adapters: Array(30_000).fill('default') }), 'LoRALinear fc1.predictMixed: needs 11.2 GiB');
+      tf.dispose([x15, x30]);
+      lin.dispose();
+      mlp.dispose();
+      mixed.dispose();
+    });
+
+    it('train plans one step (moments, gradients, snapshot, activations) before the tape starts: no leak', async () => {
+      const m = new LoRAMLP([8, 16, 300], { rank: 2 });
+      const xs = tf.randomNormal([20, 8]) as tf.Tensor2D;
+      const ys = tf.randomNormal([20, 300]) as tf.Tensor2D;
+      setMemoryLimit(tf.memory().numBytes + 25_576);
+      await refuses(null, () => train(m, { x: xs, y: ys, steps: 1 }), /^train: needs .* \(Adam's moments .*one step's activations \(batch 20\)/);
+      setMemoryLimit(null);
+      tf.dispose([xs, ys]);
+      m.dispose();
+    });
+
+    it('a model refused under any memory limit leaks nothing (sweep)', () => {
+      const tensors = tf.memory().numTensors;
+      let refusedCount = 0;
+      for (let extra = 0; extra <= 80_000; extra += 2_000) {
+        setMemoryLimit(tf.memory().numBytes + extra);
+        try {
+          new LoRAMLP([2, 1000, 4], { baseInit: 'kaiming', rank: 2 }).dispose();
+        } catch (err) {
+          refusedCount++;
+          expect((err as Error).message).toContain('the limit set with setMemoryLimit');
+        }
+        setMemoryLimit(null);
+        expect(tf.memory().numTensors, `limit + ${extra}`).toBe(tensors);
+      }
+      expect(refusedCount).toBeGreaterThan(5);
+    });
+
+    it('a learning rate that is Infinity in float32, and a subnormal scale, are refused', async () => {
+      await refuses(model, () => train(model, { x, y, steps: 1, learningRate: 1e39 }), 'train: learningRate = 1e+39 is invalid; expected a rate that is finite in float32');
+      await refuses(null, () => new LoRALinear({ inFeatures: 2, outFeatures: 2, rank: 1, alpha: 1e-39 }), 'LoRALinear: scale alpha / rank (1e-39 / 1) = 1e-39 is invalid');
+    });
+
+    it('an async onStep that rejects makes train reject (not an unhandled rejection), lock released', async () => {
+      const m = new LoRAMLP(DIMS, { rank: 2, seed: 12 });
+      await train(m, { x, y, steps: 1 });
+      const tensors = tf.memory().numTensors;
+      await expect(train(m, { x, y, steps: 3, onStep: async () => Promise.reject(new Error('from onStep')) })).rejects.toThrow('from onStep');
+      expect(tf.memory().numTensors).toBe(tensors);
+      m.merge();
+      m.unmerge();
+      m.dispose();
+    });
+
+    it('data disposed from onStep is refused at the next step with the library message', async () => {
+      const m = new LoRAMLP(DIMS, { rank: 2, seed: 13 });
+      const xs = tf.clone(x);
+      await train(m, { x, y, steps: 1 });
+      const tensors = tf.memory().numTensors;
+      await expect(train(m, { x: xs, y, steps: 3, onStep: () => xs.dispose() })).rejects.toThrow('train: x = a disposed tensor of shape [64, 4] is invalid');
+      expect(tf.memory().numTensors).toBe(tensors - 1); // xs, disposed by the callback
+      m.dispose();
+    });
+
+    it('a disposed MLP refuses every use; an MLP being trained refuses dispose', async () => {
+      const mlp = new MLP(DIMS);
+      await train(mlp, { x, y, steps: 1 });
+      let refused = '';
+      await train(mlp, {
+        x,
+        y,
+        steps: 1,
+        onStep: () => {
+          try {
+            mlp.dispose();
+          } catch (err) {
+            refused = (err as Error).message;
+          }
+        },
+      });
+      expect(refused).toBe('MLP: cannot dispose the model while train() is updating this model; call it after train() resolves');
+      mlp.dispose();
+      const x2 = tf.zeros([2, 4]);
+      await refuses(null, () => mlp.predict(x2), 'MLP: this model has been disposed');
+      await refuses(null, () => mlp.clone(), 'MLP: this model has been disposed');
+      await refuses(null, () => mlp.parameterCounts(), 'MLP: this model has been disposed');
+      await refuses(null, () => train(mlp, { x, y, steps: 1 }), 'MLP: this model has been disposed');
+      x2.dispose();
+      mlp.dispose(); // twice is fine
+    });
+
+    it('layer-level changes cannot make a model-level call change some layers and then throw', async () => {
+      const m = new LoRAMLP(DIMS, { rank: 2, seed: 14 });
+      m.layers[1].addAdapter('x');
+      await refuses(m, () => m.addAdapter('x'), 'LoRAMLP: name = "x" is invalid; expected a name no layer uses (layer fc2 already has an adapter "x"');
+      m.layers[1].deleteAdapter('x');
+      m.addAdapter('b', { rank: 1 });
+      m.layers[1].setActiveAdapter('b');
+      m.layers[1].merge();
+      await refuses(m, () => m.deleteAdapter('b'), 'LoRAMLP: adapter "b" is merged (in fc2); call unmerge() before deleting it');
+      await refuses(m, () => m.replaceAdapter('b', { rank: 1 }), 'LoRAMLP: adapter "b" is merged (in fc2); call unmerge() before replacing it');
+      m.unmerge();
+      m.layers[1].dispose();
+      await refuses(null, () => m.addAdapter('z'), 'LoRAMLP: layer fc2 has been disposed; the model cannot be used any more');
+      await refuses(null, () => m.setActiveAdapter(null), 'LoRAMLP: layer fc2 has been disposed');
+      await refuses(null, () => m.deleteAdapter('default'), 'LoRAMLP: layer fc2 has been disposed');
+      expect(m.adapterNames()).toEqual(['default', 'b']);
+      expect(m.layers[0].adapterNames()).toEqual(['default', 'b']);
+      m.dispose();
+    });
+
+    it('predictMixed checks its row groups (out of range, repeated, wrong types)', async () => {
+      const layer = model.layers[0];
+      const rows = tf.zeros([2, 4]) as tf.Tensor2D;
+      await refuses(model, () => layer.predictMixed(rows, null as never), 'LoRALinear fc1.predictMixed: groups = null is invalid');
+      await refuses(model, () => layer.predictMixed(rows, { names: ['default'], rows: [Int32Array.from([5])] }), 'LoRALinear fc1.predictMixed: groups.rows[0] = [object Int32Array] is invalid; expected row indices in [0, 2)');
+      await refuses(model, () => layer.predictMixed(rows, { names: ['default', 'default'], rows: [Int32Array.from([0]), Int32Array.from([0])] }), 'expected each row in one group only (row 0 is in two)');
+      rows.dispose();
+    });
+
+    it('null fields are refused, not read as the default', async () => {
+      await refuses(model, () => train(model, { x, y, steps: 1, batchSize: null as never }), 'train: batchSize = null is invalid; expected a value (leave the field out for its default)');
+      await refuses(null, () => new LoRALinear({ inFeatures: 2, outFeatures: 2, name: null as never }), 'LoRALinear: name = null is invalid');
+      await refuses(null, () => new MLP(DIMS, { seed: null as never }), 'MLP: seed = null is invalid');
+      await refuses(model, () => combineAdapters(model, [{ name: 'default', weight: 1 }], 'c', { method: null as never }), 'combineAdapters: method = null is invalid');
+      await refuses(model, () => combineAdapters(model, [{ name: 'default', weight: 1 }], 'c', { rank: 2 }), "combineAdapters: rank = 2 is invalid; expected undefined with method 'cat'");
+      await refuses(null, () => randomRegression({ samples: 4, inputDim: 2, outputDim: 1, seed: null as never }), 'randomRegression: seed = null is invalid');
+      const x2 = tf.zeros([2, 4]);
+      await refuses(model, () => model.apply(x2, { training: 'yes' as never }), 'LoRAMLP.apply: training = "yes" is invalid; expected a boolean');
+      x2.dispose();
+      const pat = new LoRAMLP(DIMS, { rank: 2, rankPattern: null as never, targetModules: null as never });
+      expect(pat.adapterLayers('default')).toEqual(['lora', 'lora']);
+      pat.dispose();
+    });
+
+    it('an SVD combination whose finite factors overflow float32 is refused', async () => {
+      const m = new LoRAMLP(DIMS, { rank: 1, seed: 15 });
+      const big = (t: tf.Variable) => {
+        const v = tf.fill(t.shape, 1e20);
+        t.assign(v as never);
+        v.dispose();
+      };
+      for (const l of m.layers) {
+        big(l.adapter().A);
+        big(l.adapter().B);
+      }
+      await refuses(m, () => combineAdapters(m, [{ name: 'default', weight: 1 }], 'c', { method: 'svd', rank: 1 }), 'is not finite on layer fc1');
+      m.dispose();
+    });
+
+    it('a full copy with a NaN bias is not merged, and a refused merge keeps nothing', async () => {
+      const base = new MLP(DIMS, { seed: 3 }); // with biases
+      const m = LoRAMLP.fromBase(base, { rank: 2, seed: 16, targetModules: ['fc1'], modulesToSave: ['fc2'] });
+      base.dispose();
+      const bias = m.layers[1].fullAdapter('default').bias as tf.Variable;
+      const nan = tf.tidy(() => tf.concat([tf.zeros([2]), tf.tensor1d([NaN])]));
+      bias.assign(nan as tf.Tensor1D);
+      nan.dispose();
+      await refuses(m, () => m.merge(), 'LoRALinear fc2: merging adapter "default" would put NaN or ±Infinity into the weight');
+      expect(m.merged).toBe(false);
+      m.dispose();
+    });
+
+    it('replaceAdapter and addFullAdapter check memory before replacing anything', async () => {
+      const m = new LoRAMLP(DIMS, { rank: 2, seed: 17 });
+      setMemoryLimit(tf.memory().numBytes + 100);
+      await refuses(null, () => m.replaceAdapter('default', { rank: 50 }), 'the limit set with setMemoryLimit');
+      await refuses(null, () => m.layers[0].replaceAdapter('default', { rank: 50 }), 'LoRALinear fc1: needs');
+      await refuses(null, () => m.layers[0].addFullAdapter('full'), 'LoRALinear fc1: needs');
+      setMemoryLimit(null);
+      expect(m.layers.map((l) => l.adapter('default').config.rank)).toEqual([2, 2]);
+      expect(m.layers[0].adapterNames()).toEqual(['default']);
+      m.dispose();
     });
   });
 });
