@@ -406,7 +406,12 @@ export class LoRALinear {
     if (this.activeName === null) throw new Error(`${WHERE} ${this.name}: no adapter is active, so there is nothing to merge`);
     const full = this.fullAdapters.get(this.activeName);
     const name = this.activeName;
-    checkAllocation(`${WHERE} ${this.name}.merge`, [{ what: 'the merged weight', elements: this.inFeatures * this.outFeatures }, ...(full?.bias !== undefined ? [{ what: 'the merged bias', elements: this.outFeatures }] : [])]);
+    // The unmerged weight stays (for an exact unmerge), so the merged one is a second copy.
+    checkAllocation(`${WHERE} ${this.name}.merge`, [
+      { what: 'the merged weight', elements: this.inFeatures * this.outFeatures },
+      ...(packsMatMulWeights() ? [{ what: "XNNPACK's packed copy of it", elements: this.inFeatures * this.outFeatures }] : []),
+      ...(full?.bias !== undefined ? [{ what: 'the merged bias', elements: this.outFeatures }] : []),
+    ]);
     const next: FrozenLinear = tf.tidy(() =>
       full !== undefined
         ? { weight: tf.clone(full.weight), bias: full.bias === undefined ? undefined : tf.clone(full.bias) }
