@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { type LayerPlan, LoRAMLP } from './lora-mlp.js';
 import { truncateProduct } from './linalg.js';
+import { allFinite } from '../util/finite.js';
 import { checkNoNullFields, checkOneOf, checkPositiveInt, describe, invalid } from '../util/validate.js';
 
 /** One source of a combination: an adapter of the model and its weight. */
@@ -112,8 +113,7 @@ export function combineAdapters(model: LoRAMLP, sources: readonly WeightedAdapte
 
 /** Refuse a combination holding NaN or ±Infinity (a NaN source, or weights that overflow float32). */
 function checkFinite(layer: string, factors: tf.Tensor[], sources: readonly WeightedAdapter[]): void {
-  const ok = tf.tidy(() => tf.all(tf.stack(factors.map((f) => tf.all(tf.isFinite(f))))).dataSync()[0] === 1);
-  if (!ok) {
+  if (!allFinite(factors)) {
     const shown = sources.slice(0, 6).map((s) => `${describe(s.name)} × ${s.weight}`);
     const list = sources.length > 6 ? `${shown.join(', ')} and ${sources.length - 6} more` : shown.join(', ');
     throw new Error(`combineAdapters: the combination of ${list} is not finite on layer ${layer} (a source holds NaN/Infinity, or a weight × scale overflows float32); no adapter was added`);

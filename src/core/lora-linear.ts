@@ -22,6 +22,7 @@ import { withRows } from './rows.js';
 import { checkAdapterName, checkFloatTensor, checkLiveTensor, checkNoNullFields, checkOneOf, checkOptions, checkPositiveInt, describe, invalid } from '../util/validate.js';
 import { FORWARD_TEMPORARIES, type PlannedTensor, checkAllocation, outputAndTemporaries, packsMatMulWeights } from '../runtime/memory-budget.js';
 import { assertNotTraining } from './training-lock.js';
+import { allFinite } from '../util/finite.js';
 import { warn } from '../util/warnings.js';
 
 /** Options of {@link LoRALinear}: the layer's sizes and base weights, plus its first adapter. */
@@ -418,8 +419,7 @@ export class LoRALinear {
         : { weight: tf.add(this.base.weight, deltaWeight(this.adapter())) as tf.Tensor2D, bias: this.base.bias },
     );
     // As PEFT's safe_merge: a NaN or an overflow would poison the base for every adapter.
-    const finite = tf.tidy(() => tf.all(tf.isFinite(next.bias !== undefined && next.bias !== this.base.bias ? tf.concat([tf.reshape(next.weight, [-1]), next.bias]) : next.weight)).dataSync()[0] === 1);
-    if (!finite) {
+    if (!allFinite(next.bias !== undefined && next.bias !== this.base.bias ? [next.weight, next.bias] : [next.weight])) {
       next.weight.dispose();
       if (next.bias !== this.base.bias) next.bias?.dispose();
       throw new Error(`${WHERE} ${this.name}: merging adapter ${describe(name)} would put NaN or ±Infinity into the weight (its factors or its scale hold non-finite or overflowing values); the layer is unchanged`);

@@ -89,8 +89,8 @@ export class LoRAMLP implements Model {
       if (!Array.isArray(given) || given.length !== dims.length - 1) invalid(WHERE, 'weights', given, `one { weight, bias } per layer (${dims.length - 1})`);
       given.forEach((w, i) => {
         if (w === null || typeof w !== 'object') invalid(WHERE, `weights[${i}]`, w, 'an object { weight, bias }');
-        checkLiveShape(`weights[${i}].weight`, w.weight, [dims[i], dims[i + 1]]);
-        if (w.bias !== undefined) checkLiveShape(`weights[${i}].bias`, w.bias, [dims[i + 1]]);
+        checkFloatTensor(WHERE, `weights[${i}].weight`, w.weight, [dims[i], dims[i + 1]]);
+        if (w.bias !== undefined) checkFloatTensor(WHERE, `weights[${i}].bias`, w.bias, [dims[i + 1]]);
       });
     }
     // Check the whole first adapter before allocating anything.
@@ -446,10 +446,6 @@ export class LoRAMLP implements Model {
       if (l.activeAdapter !== target) l.setActiveAdapter(target);
     }
   }
-}
-
-function checkLiveShape(name: string, t: unknown, shape: readonly number[]): void {
-  checkFloatTensor(WHERE, name, t, shape);
 }
 
 /** The tensors a plan allocates: A and B of each LoRA layer, W and b of each full copy. */

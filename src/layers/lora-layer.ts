@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { type LoRAConfig, type ResolvedLoRAConfig, loraScale, resolveLoRAConfig } from '../core/lora-adapter.js';
 import { type PlannedTensor, checkAllocation, elementsOf } from '../runtime/memory-budget.js';
+import { allFinite } from '../util/finite.js';
 import { Rng } from '../util/random.js';
 import { describe, invalid } from '../util/validate.js';
 
@@ -385,16 +386,16 @@ export abstract class LoRALayer extends tfl.layers.Layer {
       const who = where === undefined ? `${this.getClassName()} ${this.name}` : `${where}: layer ${this.name}`;
       if (state.spec.kind === 'full') {
         // PEFT swaps a modules_to_save copy in as it is; a diverged (NaN) copy is refused.
-        if (!state.vars.every((v) => allFinite(v.read()))) throw new Error(`${who}: adapter ${describe(name)} (a full copy, modules_to_save) holds non-finite values; refusing to merge it (nothing was changed)`);
+        if (!allFinite(state.vars.map((v) => v.read()))) throw new Error(`${who}: adapter ${describe(name)} (a full copy, modules_to_save) holds non-finite values; refusing to merge it (nothing was changed)`);
         return state.vars.map((v) => v.read().clone());
       }
       // As PEFT's safe_merge: the delta, then the merged weight, must be finite.
       const d = this.delta(state.vars[0].read(), state.vars[1].read(), loraScale(state.spec));
-      if (!allFinite(d)) {
+      if (!allFinite([d])) {
         throw new Error(`${who}: adapter ${describe(name)} holds non-finite values; refusing to merge it, as PEFT's safe_merge does (nothing was changed)`);
       }
       const merged = tf.add(base[0], d);
-      if (!allFinite(merged) && allFinite(base[0])) {
+      if (!allFinite([merged]) && allFinite([base[0]])) {
         throw new Error(`${who}: merging adapter ${describe(name)} overflows float32 (W + ΔW has values beyond ±3.4e38); refusing to merge it (nothing was changed)`);
       }
       return base.map((t, i) => (i === 0 ? merged : t.clone()));
@@ -437,14 +438,6 @@ export abstract class LoRALayer extends tfl.layers.Layer {
   baseParameterCount(): number {
     return this.baseVariables().reduce((n, w) => n + w.shape.reduce((a: number, b) => a * (b ?? 1), 1), 0);
   }
-}
-
-/** True when `t` is float32 and holds no NaN or ±Infinity. */
-function allFinite(t: tf.Tensor): boolean {
-  if (t.dtype !== 'float32') return false;
-  const v = t.dataSync() as Float32Array;
-  for (let i = 0; i < v.length; i++) if (!Number.isFinite(v[i])) return false;
-  return true;
 }
 
 /** The active adapter's factors as a forward pass reads them. */

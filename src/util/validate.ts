@@ -80,13 +80,6 @@ export function checkOneOf<T extends string>(where: string, name: string, value:
   return value as T;
 }
 
-export function checkShape(where: string, name: string, tensor: unknown, expected: readonly number[]): void {
-  const shape = (tensor as { shape?: unknown } | null)?.shape;
-  const ok =
-    Array.isArray(shape) && shape.length === expected.length && shape.every((d, i) => d === expected[i]);
-  if (!ok) invalid(where, name, tensor, `a tensor of shape [${expected.join(', ')}]`);
-}
-
 /** Layer sizes such as [512, 2048, 2048, 128]: at least two positive integers. */
 export function checkDims(where: string, dims: unknown): number[] {
   if (!Array.isArray(dims) || dims.length < 2 || dims.length > 10_000 || !dims.every((d) => Number.isSafeInteger(d) && d > 0)) {
