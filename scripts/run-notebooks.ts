@@ -13,6 +13,10 @@
  *
  * Source notebooks are never modified. Executed notebooks land in DIR/notebooks, the docs
  * in DIR/docs (index.html links every page); every file is written atomically.
+ *
+ * Exit status: 0 when every notebook ran and every recorded value was compared with its
+ * golden and held; 1 when a notebook failed or a value drifted; 3 when nothing failed but
+ * some values went unchecked (a backend without goldens): such a run is not a pass.
  */
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -20,7 +24,7 @@ import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { moveAtomic, writeFileAtomic } from './lib/atomic.js';
 import { type DocEntry, indexHtml, renderPages } from './lib/docs.js';
-import { type GoldenCheck, compareWithGolden, formatDrifts, readGolden, updatedGolden, writeGolden } from './lib/goldens.js';
+import { type GoldenCheck, compareWithGolden, formatDrifts, goldenSummary, readGolden, updatedGolden, writeGolden } from './lib/goldens.js';
 import { type NotebookResult, runNotebook } from './lib/notebook-run.js';
 import { ensureJupyter, ensureKernelSpec, kernelEnv } from './lib/system.js';
 
@@ -159,7 +163,17 @@ async function main(): Promise<number> {
       const pages = await renderPages(jupyter, results.filter((r) => r.passed).map((r) => r.executed as string), tmp, docsDir, env, join(root, 'dist', 'notebook', 'plotly.min.js'));
       const entries: DocEntry[] = results.map((r) => {
         const c = checks.get(r.name);
-        const note = !r.passed ? `${r.failure?.kind}` : args.update ? 'golden updated' : c === undefined ? '' : c.ok ? `${c.checked} values within tolerance` : `${c.drifts.length} drifted`;
+        const note = !r.passed
+          ? `${r.failure?.kind}`
+          : args.update
+            ? 'golden updated'
+            : c === undefined
+              ? ''
+              : c.status === 'ok'
+                ? `${c.checked} of ${c.recorded} values within tolerance`
+                : c.status === 'drift'
+                  ? `${c.drifts.length} drifted`
+                  : `${c.unchecked.length} of ${c.recorded} values unchecked (no ${c.backend} golden)`;
         return { name: r.name, passed: r.passed && (c?.ok ?? true), seconds: r.seconds, page: pages.get(r.name) ?? null, note };
       });
       writeFileAtomic(join(docsDir, 'index.html'), indexHtml(entries, backend, new Date()));
@@ -169,10 +183,12 @@ async function main(): Promise<number> {
     // Report.
     for (const r of results) printFailure(r);
     let drifted = 0;
+    let unchecked = 0;
     for (const r of results) {
       const c = checks.get(r.name);
       if (c === undefined) continue;
       if (c.note !== null) console.log(`\n${r.name}: ${c.note}`);
+      if (c.status === 'unchecked') unchecked += 1;
       if (c.drifts.length > 0) {
         drifted += 1;
         console.error(`\n✗ ${r.name}: ${c.drifts.length} value(s) drifted from ${relative(root, goldenPath(r.notebook))} (backend ${c.backend}):`);
@@ -184,13 +200,18 @@ async function main(): Promise<number> {
     console.log('\nnotebook                          status   seconds   goldens');
     for (const r of results) {
       const c = checks.get(r.name);
-      const g = !r.passed ? '-' : args.update ? 'updated' : c === undefined ? '-' : c.ok ? `ok (${c.checked})` : `DRIFT (${c.drifts.length})`;
+      const g = !r.passed ? '-' : args.update ? 'updated' : c === undefined ? '-' : goldenSummary(c);
       console.log(`${r.name.padEnd(33)} ${(r.passed ? 'passed' : 'FAILED').padEnd(8)} ${r.seconds.toFixed(1).padStart(7)}   ${g}`);
     }
     const failed = results.filter((r) => !r.passed).length;
     console.log(`wall time ${wall.toFixed(1)} s; backend ${backend}`);
-    console.log(`${results.length - failed - drifted} passed, ${failed + drifted} failed`);
-    return failed + drifted === 0 ? 0 : 1;
+    console.log(`${results.length - failed - drifted - unchecked} passed, ${failed + drifted} failed, ${unchecked} unchecked`);
+    if (failed + drifted > 0) return 1;
+    if (unchecked > 0) {
+      console.error(`run-notebooks: ${unchecked} notebook(s) ran, but some of their values were not compared with a golden (backend ${backend}); not a pass (exit 3)`);
+      return 3;
+    }
+    return 0;
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

@@ -85,7 +85,7 @@ export {
 export { type DisplayBundle, type PlotlyBundleOptions, displayBundle, plotlyBundle, plotlySource, showPlot } from './notebook/display.js';
 export { type RecordedValue, type Tolerance, record } from './notebook/record.js';
 export { DIGITS_PIXELS, DIGITS_SIDE, DIGITS_TRANSFORMS, type Digits, type DigitsTransform, accuracy, asciiDigit, classCounts, defaultDigitsPath, digitsSubset, digitsTensors, loadDigits, parseDigitsCsv, splitIndices, transformImages } from './notebook/digits.js';
-export { type Timing, summarize, timeIt } from './util/timing.js';
+export { type RatioSpread, type Timing, type TimingComparison, compareTimings, ratioSpread, summarize, timeIt } from './util/timing.js';
 export { maxAbsDiff, norm, sample } from './util/metrics.js';
 export {
   type DecodedTensor,

@@ -17,6 +17,8 @@ import {
   sample,
   showPlot,
   summarize,
+  compareTimings,
+  ratioSpread,
 } from '../src/index.js';
 
 describe('figure builders (pure data)', () => {
@@ -82,7 +84,15 @@ describe('display bundle', () => {
     const log = vi.spyOn(console, 'log').mockImplementation(() => undefined);
     showPlot(lossCurvesFigure([{ name: 'a', y: [1] }], 'T'));
     record('some_value', 0.123456789, { rtol: 1e-3 });
-    expect(log.mock.calls.map((c) => c[0])).toEqual(['Plotly chart: T — a (1 points)', 'recorded some_value = 0.123457']);
+    record('count', 5509248);
+    record('both', 2 / 3, { rtol: 0.1, atol: 1e-6 });
+    // Exactly the stored number (never rounded), with the tolerance it is checked with.
+    expect(log.mock.calls.map((c) => c[0])).toEqual([
+      'Plotly chart: T — a (1 points)',
+      'recorded some_value = 0.123456789 (rtol 0.001)',
+      'recorded count = 5509248 (exact)',
+      'recorded both = 0.6666666666666666 (rtol 0.1, atol 0.000001)',
+    ]);
   });
 
   it('record rejects bad names, values and tolerances', () => {
@@ -111,5 +121,40 @@ describe('metrics and timing helpers', () => {
   it('summarize takes the median', () => {
     expect(summarize([5, 1, 3])).toEqual({ medianMs: 3, minMs: 1, meanMs: 3, runs: 3 });
     expect(summarize([4, 1, 3, 2]).medianMs).toBe(2.5);
+  });
+
+  it('compareTimings interleaves the variants (reversed every other round) and takes ratios round by round', async () => {
+    // A fake clock: "base" costs 2 units, "slow" 3, and every round the machine gets slower.
+    let clock = 0;
+    let round = 0;
+    const calls: string[] = [];
+    const now = vi.spyOn(performance, 'now').mockImplementation(() => clock);
+    const cost = (name: string, units: number) => () => {
+      calls.push(name);
+      clock += units * (1 + round / 4);
+    };
+    const base = cost('base', 2);
+    const slow = cost('slow', 3);
+    const r = await compareTimings({ base, slow: () => { slow(); round += 0.5; } }, { rounds: 4, warmup: 1 });
+    now.mockRestore();
+    expect(calls).toEqual(['base', 'slow', 'base', 'slow', 'slow', 'base', 'base', 'slow', 'slow', 'base']);
+    expect(r.rounds).toBe(4);
+    expect(r.timings.base.runs).toBe(4);
+    expect(r.ratios.base).toEqual({ median: 1, p10: 1, p90: 1 });
+    // The drift changes the times, so the medians' ratio is off; the per-round ratios are not.
+    expect(r.timings.slow.medianMs / r.timings.base.medianMs).not.toBeCloseTo(1.5, 3);
+    expect(r.ratios.slow.median).toBeGreaterThan(1.3);
+    expect(r.ratios.slow.p90).toBeLessThan(1.8);
+    await expect(compareTimings({})).rejects.toThrow('compareTimings: variants = {} is invalid; expected at least one named function');
+    await expect(compareTimings({ a: 1 as unknown as () => void })).rejects.toThrow('compareTimings: variants.a = 1 is invalid; expected a function');
+    await expect(compareTimings({ a: () => 0 }, { rounds: 0 })).rejects.toThrow('compareTimings: rounds = 0 is invalid; expected a positive integer');
+  });
+
+  it('ratioSpread interpolates its percentiles and refuses empty or non-finite input', () => {
+    expect(ratioSpread([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])).toEqual({ median: 6, p10: 2, p90: 10 });
+    expect(ratioSpread([2])).toEqual({ median: 2, p10: 2, p90: 2 });
+    expect(ratioSpread([1, 2])).toEqual({ median: 1.5, p10: 1.1, p90: 1.9 });
+    expect(() => ratioSpread([])).toThrow('ratioSpread: values = [] is invalid');
+    expect(() => ratioSpread([1, NaN])).toThrow('ratioSpread: values = [1, NaN] is invalid');
   });
 });

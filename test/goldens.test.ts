@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { indexHtml, offlineHtml } from '../scripts/lib/docs.js';
-import { type GoldenFile, type Recorded, compareWithGolden, formatDrifts, readGolden, updatedGolden, writeGolden } from '../scripts/lib/goldens.js';
+import { type GoldenFile, type Recorded, compareWithGolden, formatDrifts, goldenSummary, readGolden, updatedGolden, writeGolden } from '../scripts/lib/goldens.js';
 
 const rec = (name: string, value: number, rtol = 0, atol = 0, backend = 'wasm'): Recorded => ({ name, value, rtol, atol, backend });
 const golden: GoldenFile = {
@@ -13,10 +13,13 @@ const golden: GoldenFile = {
 
 describe('golden comparison', () => {
   it('passes values within |v − g| ≤ atol + rtol·|g| and fails the rest with a readable diff', () => {
-    expect(compareWithGolden([rec('count', 10), rec('loss', 0.504, 0.01)], golden).ok).toBe(true);
+    const good = compareWithGolden([rec('count', 10), rec('loss', 0.504, 0.01)], golden);
+    expect(good).toMatchObject({ ok: true, status: 'ok', recorded: 2, checked: 2, unchecked: [] });
+    expect(goldenSummary(good)).toBe('ok (2 of 2)');
     const bad = compareWithGolden([rec('count', 11), rec('loss', 0.506, 0.01)], golden);
     expect(bad.ok).toBe(false);
     expect(bad.drifts.map((d) => d.name)).toEqual(['count', 'loss']);
+    expect(goldenSummary(bad)).toBe('DRIFT (2 of 2)');
     expect(formatDrifts(bad)).toEqual([
       '  count: golden 10, now 11 (Δ 1.00, allowed ±0.00) — outside tolerance',
       '  loss: golden 0.5, now 0.506 (Δ 0.00600, allowed ±0.00500) — outside tolerance',
@@ -33,17 +36,25 @@ describe('golden comparison', () => {
     ]);
   });
 
-  it('on a backend without a golden, checks exact values against another backend and lists the rest', () => {
+  it('on a backend without a golden, checks exact values against another backend, lists the rest and is not a pass', () => {
     const c = compareWithGolden([rec('count', 10, 0, 0, 'cpu'), rec('loss', 0.7, 0.01, 0, 'cpu')], golden);
-    expect(c.ok).toBe(true);
-    expect(c.checked).toBe(1);
-    expect(c.unchecked).toEqual(['loss']);
-    expect(c.note).toContain('no golden for backend "cpu"');
-    expect(compareWithGolden([rec('count', 9, 0, 0, 'cpu')], golden).ok).toBe(false);
+    expect(c).toMatchObject({ ok: false, status: 'unchecked', recorded: 2, checked: 1, unchecked: ['loss'], drifts: [] });
+    expect(c.note).toBe('no golden for backend "cpu": 1 of 2 values (the exact ones) checked against "wasm", 1 unchecked (run with --update on this backend to add its golden)');
+    expect(goldenSummary(c)).toBe('UNCHECKED (1 of 2)');
+    // An exact value that differs is drift, which outranks unchecked.
+    const wrong = compareWithGolden([rec('count', 9, 0, 0, 'cpu'), rec('loss', 0.7, 0.01, 0, 'cpu')], golden);
+    expect(wrong).toMatchObject({ ok: false, status: 'drift' });
   });
 
-  it('fails without any golden file', () => {
-    expect(compareWithGolden([rec('count', 10)], null)).toMatchObject({ ok: false, note: 'no golden file: run with --update to create it' });
+  it('fails without any golden file, even for a notebook that records nothing', () => {
+    expect(compareWithGolden([rec('count', 10)], null)).toMatchObject({ ok: false, status: 'unchecked', checked: 0, note: 'no golden file: run with --update to create it' });
+    expect(compareWithGolden([], null)).toMatchObject({ ok: false, status: 'unchecked' });
+  });
+
+  it('refuses a run whose values came from two backends', () => {
+    const c = compareWithGolden([rec('count', 10), rec('loss', 0.5, 0.01, 0, 'cpu')], golden);
+    expect(c.status).toBe('drift');
+    expect(c.drifts.map((d) => d.why)).toContain('recorded on backend "cpu", the others on "wasm"');
   });
 
   it('--update replaces the run\'s backend section and keeps the others; files are written whole', () => {

@@ -89,7 +89,7 @@ describe('LoRAMLP adapters on some layers, per-layer ranks, layers trained in fu
     model.deleteAdapter('x');
     const A = tf.zeros<tf.Rank.R2>([5, 2]);
     const B = tf.zeros<tf.Rank.R2>([2, 7]);
-    expect(() => model.addAdapter('y', { targetModules: ['fc1'], rank: 2 }, [null, { A, B }, null])).toThrow('LoRAMLP: initial[1] = [object Object] is invalid; expected null (the adapter does not cover fc2)');
+    expect(() => model.addAdapter('y', { targetModules: ['fc1'], rank: 2 }, [null, { A, B }, null])).toThrow('LoRAMLP: initial[1] = { A: a tensor of shape [5, 2], B: a tensor of shape [2, 7] } is invalid; expected null (the adapter does not cover fc2)');
     expect(model.adapterNames()).toEqual(['default']);
     tf.dispose([A, B]);
     expect(tf.memory().numTensors).toBe(before);

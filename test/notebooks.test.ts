@@ -11,6 +11,10 @@ import { launchChromium, offlinePage } from './browser.js';
 const root = join(import.meta.dirname, '..');
 const notebooks = readdirSync(join(root, 'notebooks')).filter((f) => /^\d\d-.*\.ipynb$/.test(f)).sort();
 const PLOTLY_MIME = 'application/vnd.plotly.v1+json';
+const RECORD_MIME = 'application/vnd.lora-tfjs.record+json';
+// The goldens are kept for wasm (the default backend here); pinned so that a machine
+// where another backend is picked cannot turn this into a run with nothing compared.
+const BACKEND = 'wasm';
 
 describe('the seven notebooks, run headless, and their HTML docs', () => {
   const out = mkdtempSync(join(tmpdir(), 'lora-notebooks-'));
@@ -21,6 +25,7 @@ describe('the seven notebooks, run headless, and their HTML docs', () => {
     for (const nb of notebooks) sources.set(nb, createHash('sha256').update(readFileSync(join(root, 'notebooks', nb))).digest('hex'));
     const r = await execa(join(root, 'node_modules', '.bin', 'tsx'), [join(root, 'scripts', 'run-notebooks.ts'), '--out', out], {
       cwd: root,
+      env: { LORA_BACKEND: BACKEND },
       reject: false,
       all: true,
       timeout: 900_000,
@@ -34,10 +39,23 @@ describe('the seven notebooks, run headless, and their HTML docs', () => {
     if (run.exitCode !== 0) console.error(run.text);
     expect(run.exitCode).toBe(0);
     for (const nb of notebooks) {
-      expect(run.text).toMatch(new RegExp(`${nb.replace('.ipynb', '')}\\s+passed\\s+[\\d.]+\\s+ok \\(\\d+\\)`));
       expect(createHash('sha256').update(readFileSync(join(root, 'notebooks', nb))).digest('hex')).toBe(sources.get(nb));
     }
-    expect(run.text).toContain('7 passed, 0 failed');
+    expect(run.text).toContain(`backend ${BACKEND}`);
+    expect(run.text).toContain('7 passed, 0 failed, 0 unchecked');
+  });
+
+  it(`compares every recorded value with the ${BACKEND} golden: the summary counts all of them`, () => {
+    for (const nb of notebooks) {
+      const executed = JSON.parse(readFileSync(join(out, 'notebooks', nb), 'utf8')) as { cells: Array<{ outputs?: Array<{ data?: Record<string, unknown> }> }> };
+      const records = executed.cells.flatMap((c) => c.outputs ?? []).flatMap((o) => (o.data?.[RECORD_MIME] === undefined ? [] : [o.data[RECORD_MIME] as { name: string; backend: string }]));
+      const golden = JSON.parse(readFileSync(join(root, 'notebooks', nb.replace('.ipynb', '.golden.json')), 'utf8')) as { backends: Record<string, Record<string, unknown>> };
+      expect(records.length, nb).toBeGreaterThan(0);
+      expect(new Set(records.map((r) => r.backend)), nb).toEqual(new Set([BACKEND]));
+      expect(records.map((r) => r.name).sort(), nb).toEqual(Object.keys(golden.backends[BACKEND]).sort());
+      const n = records.length;
+      expect(run.text).toMatch(new RegExp(`${nb.replace('.ipynb', '')}\\s+passed\\s+[\\d.]+\\s+ok \\(${n} of ${n}\\)`));
+    }
   });
 
   it('sends each chart as one message with Plotly JSON (an object), offline HTML and text', () => {

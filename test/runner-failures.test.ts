@@ -10,11 +10,12 @@ const fixtures = join(root, 'test', 'fixtures');
 const outs: string[] = [];
 
 /** Run the notebook runner on fixtures into a fresh output folder. */
-async function runner(args: string[]) {
+async function runner(args: string[], env: Record<string, string> = {}) {
   const out = mkdtempSync(join(tmpdir(), 'lora-runner-'));
   outs.push(out);
   const r = await execa(join(root, 'node_modules', '.bin', 'tsx'), [join(root, 'scripts', 'run-notebooks.ts'), '--out', out, '--no-docs', ...args], {
     cwd: root,
+    env,
     reject: false,
     all: true,
     timeout: 300_000,
@@ -69,8 +70,22 @@ describe('the notebook runner fails loudly', () => {
     expect(r.text).toContain('from test/fixtures/fixture-drift.golden.json (backend ');
     expect(r.text).toContain('drifting: golden 2, now 1.5 (Δ -0.500, allowed ±0.00200) — outside tolerance');
     expect(r.text).not.toMatch(/^\s+stable:/m);
-    expect(r.text).toMatch(/fixture-drift\s+passed\s+[\d.]+\s+DRIFT \(1\)/);
+    expect(r.text).toMatch(/fixture-drift\s+passed\s+[\d.]+\s+DRIFT \(1 of 2\)/);
     expect(sha(golden)).toBe(before); // a normal run never rewrites goldens
+  });
+
+  it('does not pass a run whose values went unchecked (a backend without its golden): exit 3, said in the summary', async () => {
+    const nb = join(fixtures, 'fixture-unchecked.ipynb');
+    const cpu = await runner([nb], { LORA_BACKEND: 'cpu' });
+    expect(cpu.exitCode).toBe(3);
+    expect(cpu.text).toContain('no golden for backend "cpu": 1 of 2 values (the exact ones) checked against "wasm", 1 unchecked');
+    expect(cpu.text).toMatch(/fixture-unchecked\s+passed\s+[\d.]+\s+UNCHECKED \(1 of 2\)/);
+    expect(cpu.text).toContain('0 passed, 0 failed, 1 unchecked');
+    expect(cpu.text).toContain('not a pass (exit 3)');
+    const wasm = await runner([nb], { LORA_BACKEND: 'wasm' });
+    expect(wasm.exitCode).toBe(0);
+    expect(wasm.text).toMatch(/fixture-unchecked\s+passed\s+[\d.]+\s+ok \(2 of 2\)/);
+    expect(wasm.text).toContain('1 passed, 0 failed, 0 unchecked');
   });
 
   it('on Ctrl-C stops at once, kills nbconvert and its kernel, and leaves nothing half-written', async () => {

@@ -30,14 +30,30 @@ export interface Drift {
   why: string;
 }
 
+/**
+ * `ok`: every recorded value was compared and held. `drift`: a value moved, appeared or
+ * went missing. `unchecked`: nothing drifted, but some values had no golden to compare
+ * with (another backend's run): that is not a pass, and the runner exits with its own code.
+ */
+export type GoldenStatus = 'ok' | 'drift' | 'unchecked';
+
 export interface GoldenCheck {
+  /** True only when every recorded value was compared and none drifted. */
   ok: boolean;
+  status: GoldenStatus;
   backend: string;
+  /** How many values were recorded, and how many of them were compared. */
+  recorded: number;
   checked: number;
   drifts: Drift[];
   /** Values that could not be compared (no golden for this backend and not exact). */
   unchecked: string[];
   note: string | null;
+}
+
+function result(backend: string, recorded: number, checked: number, drifts: Drift[], unchecked: string[], note: string | null): GoldenCheck {
+  const status: GoldenStatus = drifts.length > 0 ? 'drift' : unchecked.length > 0 ? 'unchecked' : 'ok';
+  return { ok: status === 'ok', status, backend, recorded, checked, drifts, unchecked, note };
 }
 
 /** |actual − expected| ≤ atol + rtol·|expected|. */
@@ -62,9 +78,13 @@ export function compareWithGolden(recorded: readonly Recorded[], golden: GoldenF
   for (const r of recorded) {
     if (seen.has(r.name)) drifts.push({ name: r.name, expected: null, actual: r.value, allowed: 0, why: 'recorded twice' });
     seen.add(r.name);
+    // A notebook that switched backends part-way has no single golden section to compare with.
+    if (r.backend !== backend) drifts.push({ name: r.name, expected: null, actual: r.value, allowed: 0, why: `recorded on backend "${r.backend}", the others on "${backend}"` });
   }
   if (golden === null) {
-    return { ok: false, backend, checked: 0, drifts, unchecked: recorded.map((r) => r.name), note: 'no golden file: run with --update to create it' };
+    // Even a notebook that records nothing is unchecked without its golden file.
+    const c = result(backend, recorded.length, 0, drifts, recorded.map((r) => r.name), 'no golden file: run with --update to create it');
+    return c.status === 'ok' ? { ...c, ok: false, status: 'unchecked' } : c;
   }
   const own = golden.backends[backend];
   if (own !== undefined) {
@@ -79,7 +99,7 @@ export function compareWithGolden(recorded: readonly Recorded[], golden: GoldenF
     for (const name of Object.keys(own)) {
       if (!seen.has(name)) drifts.push({ name, expected: own[name].value, actual: null, allowed: 0, why: 'in the golden but not recorded' });
     }
-    return { ok: drifts.length === 0, backend, checked: recorded.length, drifts, unchecked: [], note: null };
+    return result(backend, recorded.length, recorded.length, drifts, [], null);
   }
   const other = Object.keys(golden.backends)[0];
   const unchecked: string[] = [];
@@ -93,14 +113,14 @@ export function compareWithGolden(recorded: readonly Recorded[], golden: GoldenF
       unchecked.push(r.name);
     }
   }
-  return {
-    ok: drifts.length === 0,
+  return result(
     backend,
+    recorded.length,
     checked,
     drifts,
     unchecked,
-    note: `no golden for backend "${backend}": exact values checked against "${other ?? 'none'}", ${unchecked.length} others unchecked (run with --update on this backend to add them)`,
-  };
+    `no golden for backend "${backend}": ${checked} of ${recorded.length} values (the exact ones) checked against "${other ?? 'none'}", ${unchecked.length} unchecked (run with --update on this backend to add its golden)`,
+  );
 }
 
 /** The golden file with this run's values as the section of its backend (others kept). */
@@ -124,7 +144,14 @@ export function writeGolden(path: string, golden: GoldenFile): void {
   writeFileAtomic(path, JSON.stringify(golden, null, 2) + '\n');
 }
 
-/** A readable diff of the drifted values. */
+/** The goldens column of the runner's summary: how many values were compared, of how many. */
+export function goldenSummary(check: GoldenCheck): string {
+  if (check.status === 'drift') return `DRIFT (${check.drifts.length} of ${check.recorded})`;
+  if (check.status === 'unchecked') return `UNCHECKED (${check.unchecked.length} of ${check.recorded})`;
+  return `ok (${check.checked} of ${check.recorded})`;
+}
+
+/** A readable diff of the drifted values; numbers exactly as stored (shortest round trip). */
 export function formatDrifts(check: GoldenCheck): string[] {
   return check.drifts.map((d) => {
     const fmt = (v: number | null) => (v === null ? '—' : String(v));

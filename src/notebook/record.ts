@@ -34,11 +34,13 @@ export function record(name: string, value: number, tolerance: Tolerance = {}): 
   if (atol !== 0) checkPositiveFinite('record', 'atol', atol);
   const entry: RecordedValue = { name, value, rtol, atol, backend: tf.getBackend() };
   displayBundle({
-    data: { [RECORD_MIME]: entry, 'text/plain': `recorded ${name} = ${formatValue(value)}` },
+    data: { [RECORD_MIME]: entry, 'text/plain': `recorded ${name} = ${recordText(entry)}` },
     metadata: {},
   });
 }
 
-function formatValue(v: number): string {
-  return String(Number(v.toPrecision(6)));
+/** The value exactly as the golden stores it (shortest round trip), then its tolerance. */
+function recordText(r: RecordedValue): string {
+  const tolerance = [r.rtol !== 0 ? `rtol ${r.rtol}` : '', r.atol !== 0 ? `atol ${r.atol}` : ''].filter((t) => t !== '').join(', ');
+  return tolerance === '' ? `${r.value} (exact)` : `${r.value} (${tolerance})`;
 }

@@ -35,7 +35,19 @@ function render(value: unknown, seen: Set<unknown>, depth: number): string {
       return kind === '' ? `a tensor of shape [${shape}]` : `${/^[aeiou]/.test(kind) ? 'an' : 'a'} ${kind} tensor of shape [${shape}]`;
     }
     if (Array.isArray(t.shape)) return `a tensor of shape [${t.shape.slice(0, MAX_ITEMS).join(', ')}]`;
-    return Object.prototype.toString.call(value);
+    const proto = Object.getPrototypeOf(value);
+    if (proto === Object.prototype || proto === null) {
+      if (seen.has(value)) return '[circular]';
+      const keys = Object.keys(value);
+      if (depth > 3) return `{${keys.length} field${keys.length === 1 ? '' : 's'}}`;
+      seen.add(value);
+      const head = keys.slice(0, MAX_ITEMS).map((k) => `${/^[A-Za-z_$][\w$]*$/.test(k) ? k : JSON.stringify(k)}: ${render((value as Record<string, unknown>)[k], seen, depth + 1)}`);
+      seen.delete(value);
+      if (keys.length === 0) return '{}';
+      return keys.length > MAX_ITEMS ? `{ ${head.join(', ')}, … (${keys.length} fields) }` : `{ ${head.join(', ')} }`;
+    }
+    const name = (proto as { constructor?: { name?: unknown } } | null)?.constructor?.name;
+    return typeof name === 'string' && name !== '' ? `${/^[AEIOU]/.test(name) ? 'an' : 'a'} ${name}` : Object.prototype.toString.call(value);
   }
   return String(value);
 }

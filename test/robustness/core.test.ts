@@ -429,7 +429,7 @@ describe('robustness: the core API under careless and hostile input', () => {
       await refuses(null, () => barFigure(['a', 'b'], [{ name: 's', values: [1] }], 't', 'y'), 'barFigure: series[0].values = [1] is invalid; expected an array of 2 entries');
       await refuses(null, () => heatmapFigure([[1, 2]], ['r1', 'r2'], ['c1', 'c2'], 't', 'c'), 'heatmapFigure: values = [[1, 2]] is invalid; expected an array of 2 entries');
       await refuses(null, () => rankSweepFigure([{ name: 's', ranks: [1, 2], losses: [0.1, '0.2' as never] }], null, 't'), 'rankSweepFigure: series[0].losses[1] = "0.2" is invalid; expected a number');
-      await refuses(null, () => accuracyVsParametersFigure([{ name: 'a', parameters: 10 } as never], 't'), 'accuracyVsParametersFigure: points[0] = [object Object] is invalid');
+      await refuses(null, () => accuracyVsParametersFigure([{ name: 'a', parameters: 10 } as never], 't'), 'accuracyVsParametersFigure: points[0] = { name: "a", parameters: 10 } is invalid');
       await refuses(null, () => showPlot(null as never), 'showPlot: figure = null is invalid; expected a Plotly figure');
       const fig = lossCurvesFigure([{ name: 'a', y: [1, 2] }], 't');
       await refuses(null, () => plotlyBundle(fig, { id: '"><script>', plotly: null }), `plotlyBundle: id = ${JSON.stringify('"><script>')} is invalid; expected an HTML id`);
@@ -578,7 +578,7 @@ describe('robustness: the core API under careless and hostile input', () => {
       const layer = model.layers[0];
       const rows = tf.zeros([2, 4]) as tf.Tensor2D;
       await refuses(model, () => layer.predictMixed(rows, null as never), 'LoRALinear fc1.predictMixed: groups = null is invalid');
-      await refuses(model, () => layer.predictMixed(rows, { names: ['default'], rows: [Int32Array.from([5])] }), 'LoRALinear fc1.predictMixed: groups.rows[0] = [object Int32Array] is invalid; expected row indices in [0, 2)');
+      await refuses(model, () => layer.predictMixed(rows, { names: ['default'], rows: [Int32Array.from([5])] }), 'LoRALinear fc1.predictMixed: groups.rows[0] = an Int32Array is invalid; expected row indices in [0, 2)');
       await refuses(model, () => layer.predictMixed(rows, { names: ['default', 'default'], rows: [Int32Array.from([0]), Int32Array.from([0])] }), 'expected each row in one group only (row 0 is in two)');
       rows.dispose();
     });

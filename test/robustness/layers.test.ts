@@ -305,7 +305,7 @@ describe('Layers robustness: disposed, wrongly typed and null inputs', () => {
     const cases: Array<[unknown, unknown, RegExp]> = [
       [null, {}, /^addLoRA: model = null is invalid; expected a tf.LayersModel/],
       [undefined, {}, /^addLoRA: model = undefined is invalid; expected a tf.LayersModel/],
-      [{}, {}, /^addLoRA: model = \[object Object\] is invalid; expected a tf.LayersModel/],
+      [{}, {}, /^addLoRA: model = \{\} is invalid; expected a tf.LayersModel/],
       [base, null, /^addLoRA: config = null is invalid; expected an options object$/],
       [base, undefined, /^addLoRA: config = undefined is invalid/],
       [base, 'default', /^addLoRA: config = "default" is invalid; expected an options object \(the adapter's name goes in config.adapterName/],
@@ -326,11 +326,11 @@ describe('Layers robustness: disposed, wrongly typed and null inputs', () => {
       [base, { init: 'bogus' }, /^addLoRA: init = "bogus" is invalid/],
       [base, { seed: 0.5 }, /^addLoRA: seed = 0.5 is invalid/],
       [base, { targetModules: 42 }, /^addLoRA: targetModules = 42 is invalid; expected an array of module names, or one regular expression string/],
-      [base, { targetModules: {} }, /^addLoRA: targetModules = \[object Object\] is invalid/],
+      [base, { targetModules: {} }, /^addLoRA: targetModules = \{\} is invalid/],
       [base, { rnak: 4 }, /^addLoRA: config has unknown field\(s\) \["rnak"\]/],
       [base, { adapterName: '' }, /^addLoRA: adapterName = "" is invalid; expected a name of letters, digits/],
       [base, { adapterName: 42 }, /^addLoRA: adapterName = 42 is invalid/],
-      [base, { adapterName: {} }, /^addLoRA: adapterName = \[object Object\] is invalid/],
+      [base, { adapterName: {} }, /^addLoRA: adapterName = \{\} is invalid/],
       // "/" would split the weight name tfjs saves ("fc1/lora_A.a/b") and break reloading.
       [base, { adapterName: 'a/b' }, /^addLoRA: adapterName = "a\/b" is invalid/],
       [base, { adapterName: ' x' }, /^addLoRA: adapterName = " x" is invalid/],
