@@ -19,7 +19,7 @@ describe('golden comparison', () => {
     const bad = compareWithGolden([rec('count', 11), rec('loss', 0.506, 0.01)], golden);
     expect(bad.ok).toBe(false);
     expect(bad.drifts.map((d) => d.name)).toEqual(['count', 'loss']);
-    expect(goldenSummary(bad)).toBe('DRIFT (2 of 2)');
+    expect(goldenSummary(bad)).toBe('DRIFT (2)');
     expect(formatDrifts(bad)).toEqual([
       '  count: golden 10, now 11 (Δ 1.00, allowed ±0.00) — outside tolerance',
       '  loss: golden 0.5, now 0.506 (Δ 0.00600, allowed ±0.00500) — outside tolerance',

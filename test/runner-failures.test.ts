@@ -70,7 +70,7 @@ describe('the notebook runner fails loudly', () => {
     expect(r.text).toContain('from test/fixtures/fixture-drift.golden.json (backend ');
     expect(r.text).toContain('drifting: golden 2, now 1.5 (Δ -0.500, allowed ±0.00200) — outside tolerance');
     expect(r.text).not.toMatch(/^\s+stable:/m);
-    expect(r.text).toMatch(/fixture-drift\s+passed\s+[\d.]+\s+DRIFT \(1 of 2\)/);
+    expect(r.text).toMatch(/fixture-drift\s+passed\s+[\d.]+\s+DRIFT \(1\)/);
     expect(sha(golden)).toBe(before); // a normal run never rewrites goldens
   });
 
