@@ -20,6 +20,10 @@ export function scale(a: Matrix, s: number): Matrix {
   return a.map((row) => row.map((v) => v * s));
 }
 
+export function transpose(a: Matrix): Matrix {
+  return a[0].map((_, j) => a.map((row) => row[j]));
+}
+
 export function toMatrix(t: tf.Tensor): Matrix {
   return t.arraySync() as Matrix;
 }

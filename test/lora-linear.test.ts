@@ -1,14 +1,44 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { LoRALinear, initBackend, loraScale } from '../src/index.js';
+import { type FrozenLinear, linearForward } from '../src/core/lora-forward.js';
 import { Rng, randomNormal } from '../src/util/random.js';
-import { add, expectNoLeak, matmul, maxAbsDiff, maxRelDiff, scalarOf, scale, toMatrix } from './helpers.js';
+import { type Matrix, add, expectNoLeak, matmul, maxAbsDiff, maxRelDiff, scalarOf, scale, toMatrix, transpose } from './helpers.js';
 
 /** Give an adapter a non-zero B, as training would, so merging has something to fold. */
 function perturbB(layer: LoRALinear, seed = 1): void {
   const b = randomNormal<tf.Rank.R2>(layer.B.shape, new Rng(seed), 0.5);
   layer.B.assign(b);
   b.dispose();
+}
+
+/**
+ * Plain-JS gradients of L = Σ y ⊙ G for y = x·W + b + s·(xd·A)·B, where xd = dropout(x) is
+ * x·keep/(1 − rate) (keep = 1 where xd ≠ 0): dy = G, so
+ *   dA = s·xdᵀ·(G·Bᵀ)   dB = s·(xd·A)ᵀ·G   dx = G·Wᵀ + (keep/(1 − rate)) ⊙ (s·G·Bᵀ·Aᵀ).
+ */
+function referenceGrads(xd: Matrix, W: Matrix, A: Matrix, B: Matrix, s: number, G: Matrix, rate: number): { dA: Matrix; dB: Matrix; dx: Matrix } {
+  const g = scale(matmul(G, transpose(B)), s); // [n, r]
+  const dA = matmul(transpose(xd), g);
+  const dB = scale(matmul(transpose(matmul(xd, A)), G), s);
+  const dxd = matmul(g, transpose(A));
+  const dx = add(matmul(G, transpose(W)), dxd.map((row, i) => row.map((v, j) => (xd[i][j] === 0 ? 0 : v / (1 - rate)))));
+  return { dA, dB, dx };
+}
+
+/** max |t − m| / max |m|, a tensor against a plain-JS matrix. */
+function relTo(t: tf.Tensor, m: Matrix): number {
+  const want = tf.tensor2d(m);
+  const d = maxRelDiff(t, want);
+  want.dispose();
+  return d;
+}
+
+/** The dropout mask actually drops some entries and keeps others (else it would prove nothing). */
+function expectMixedMask(xd: Matrix): void {
+  const flat = xd.flat();
+  expect(flat.filter((v) => v === 0).length).toBeGreaterThan(flat.length / 5);
+  expect(flat.filter((v) => v !== 0).length).toBeGreaterThan(flat.length / 5);
 }
 
 describe.each(['wasm', 'cpu'] as const)('LoRALinear on %s', (backend) => {
@@ -175,6 +205,110 @@ describe.each(['wasm', 'cpu'] as const)('LoRALinear on %s', (backend) => {
       tf.dispose([x, p1, p2, gF, gA, t]);
       fused.dispose();
       auto.dispose();
+    });
+  });
+
+  it('under dropout, linearForward gives the gradients of A, B and x through dropout(x) on both paths, with and without input gradient (plain-JS reference)', async () => {
+    await expectNoLeak(() => {
+      // r ≠ in ≠ out, s ≠ 1, so a transposed, dropped or rescaled term shows.
+      const [n, inF, outF, r] = [6, 9, 5, 3];
+      const rng = new Rng(21);
+      const weight = randomNormal<tf.Rank.R2>([inF, outF], rng);
+      const bias = randomNormal<tf.Rank.R1>([outF], rng);
+      const A = randomNormal<tf.Rank.R2>([inF, r], rng);
+      const B = randomNormal<tf.Rank.R2>([r, outF], rng);
+      const x = randomNormal<tf.Rank.R2>([n, inF], rng);
+      const G = randomNormal<tf.Rank.R2>([n, outF], rng); // dL/dy
+      const s = 1.75;
+      const rate = 0.4;
+      const seed = 1234;
+      // The mask linearForward draws: tf.dropout with the same seed.
+      const xdT = tf.dropout(x, rate, undefined, seed);
+      const xd = toMatrix(xdT);
+      xdT.dispose();
+      expectMixedMask(xd);
+      const [Wm, Am, Bm, Gm] = [weight, A, B, G].map(toMatrix);
+      const bm = Array.from(bias.dataSync());
+      const want = referenceGrads(xd, Wm, Am, Bm, s, Gm, rate);
+      const wantY = add(add(matmul(toMatrix(x), Wm), xd.map(() => bm)), scale(matmul(matmul(xd, Am), Bm), s));
+      const got: Record<string, tf.Tensor[]> = {};
+      for (const path of ['fused', 'autodiff'] as const) {
+        for (const needsInputGrad of [true, false]) {
+          const base: FrozenLinear = { weight, bias };
+          const options = { dropout: { rate, seed }, path, needsInputGrad };
+          const y = linearForward(x, base, { A, B, scale: s }, options);
+          expect(relTo(y, wantY), `${path} y`).toBeLessThan(1e-5); // the same mask as xd
+          const loss = (a: tf.Tensor, b: tf.Tensor, xIn: tf.Tensor) =>
+            tf.sum(tf.mul(linearForward(xIn as tf.Tensor2D, base, { A: a as tf.Tensor2D, B: b as tf.Tensor2D, scale: s }, options), G)) as tf.Scalar;
+          const grads = needsInputGrad ? tf.grads(loss)([A, B, x]) : tf.grads((a: tf.Tensor, b: tf.Tensor) => loss(a, b, x))([A, B]);
+          const what = `${path}, needsInputGrad ${needsInputGrad}`;
+          expect(relTo(grads[0], want.dA), `dA ${what}`).toBeLessThan(1e-5);
+          expect(relTo(grads[1], want.dB), `dB ${what}`).toBeLessThan(1e-5);
+          if (needsInputGrad) expect(relTo(grads[2], want.dx), `dx ${what}`).toBeLessThan(1e-5);
+          got[`${path} ${needsInputGrad}`] = grads;
+          tf.dispose([y, ...(base.weightT === undefined ? [] : [base.weightT])]); // the fused path caches Wᵀ
+        }
+      }
+      // And the two paths agree with each other.
+      for (const needs of [true, false]) {
+        const f = got[`fused ${needs}`];
+        const a = got[`autodiff ${needs}`];
+        f.forEach((g, i) => expect(maxRelDiff(g, a[i]), `input ${i}, needsInputGrad ${needs}`).toBeLessThan(1e-5));
+      }
+      tf.dispose([weight, bias, A, B, x, G, ...Object.values(got).flat()]);
+    });
+  });
+
+  it('under dropout, LoRALinear.apply({ training: true }) gives A, B and x gradients through the layer’s own mask, equal on both paths (plain-JS reference)', async () => {
+    await expectNoLeak(() => {
+      const [n, inF, outF, rank, rate] = [5, 10, 6, 3, 0.5];
+      const bias = tf.tensor1d([0.3, -0.2, 0.1, 0.5, -0.4, 0.25]);
+      // Three identically seeded layers draw the same mask sequence; `ref` only draws the seeds.
+      const make = () => {
+        const l = new LoRALinear({ inFeatures: inF, outFeatures: outF, rank, alpha: 4.5, dropout: rate, bias, seed: 5 });
+        perturbB(l, 2);
+        return l;
+      };
+      const fused = make();
+      const auto = make();
+      const ref = make();
+      bias.dispose();
+      fused.gradientPath = 'fused';
+      auto.gradientPath = 'autodiff';
+      const x = randomNormal<tf.Rank.R2>([n, inF], new Rng(3));
+      const G = randomNormal<tf.Rank.R2>([n, outF], new Rng(4));
+      const [Wm, Am, Bm, Gm] = [ref.weight, ref.A, ref.B, G].map(toMatrix);
+      const s = ref.scale;
+      expect(s).toBe(1.5);
+      /** The reference gradients for the mask of the layers' next training call. */
+      const nextReference = () => {
+        const xdT = tf.dropout(x, rate, undefined, ref.adapter().rng.int(2 ** 31));
+        const xd = toMatrix(xdT);
+        xdT.dispose();
+        expectMixedMask(xd);
+        return referenceGrads(xd, Wm, Am, Bm, s, Gm, rate);
+      };
+      for (const needsInputGrad of [true, false]) {
+        const want = nextReference();
+        const factorGrads = [fused, auto].map((layer) => {
+          const { value, grads } = tf.variableGrads(() => tf.sum(tf.mul(layer.apply(x, { training: true, needsInputGrad }), G)) as tf.Scalar, [layer.A, layer.B]);
+          value.dispose();
+          const out = [grads[layer.A.name], grads[layer.B.name]];
+          const what = `${layer.gradientPath}, needsInputGrad ${needsInputGrad}`;
+          expect(relTo(out[0], want.dA), `dA ${what}`).toBeLessThan(1e-5);
+          expect(relTo(out[1], want.dB), `dB ${what}`).toBeLessThan(1e-5);
+          return out;
+        });
+        factorGrads[0].forEach((g, i) => expect(maxRelDiff(g, factorGrads[1][i])).toBeLessThan(1e-5));
+        tf.dispose(factorGrads.flat());
+      }
+      // The input gradient, through the next mask.
+      const want = nextReference();
+      const dxs = [fused, auto].map((layer) => tf.grad((xIn: tf.Tensor) => tf.sum(tf.mul(layer.apply(xIn, { training: true }), G)))(x));
+      dxs.forEach((dx, i) => expect(relTo(dx, want.dx), `dx ${i === 0 ? 'fused' : 'autodiff'}`).toBeLessThan(1e-5));
+      expect(maxRelDiff(dxs[0], dxs[1])).toBeLessThan(1e-5);
+      tf.dispose([x, G, ...dxs]);
+      for (const l of [fused, auto, ref]) l.dispose();
     });
   });
 
