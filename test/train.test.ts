@@ -242,7 +242,7 @@ describe.each(['wasm', 'cpu'] as const)('training on %s', (backend) => {
       const pv = p.dataSync();
       const yv = y.dataSync();
       p.dispose();
-      const plain = pv.reduce((acc, v, i) => acc + (v - yv[i]) ** 2, 0) / pv.length;
+      const plain = Array.from(pv).reduce((acc, v, i) => acc + (v - yv[i]) ** 2, 0) / pv.length;
       expect(Math.abs(loss - plain) / plain).toBeLessThan(1e-5);
       // A training-mode pass draws dropout masks: another loss, and another each time.
       const t1 = scalarOf(() => mse(model.apply(x, { training: true }), y));
