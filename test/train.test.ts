@@ -204,6 +204,7 @@ describe.each(['wasm', 'cpu'] as const)('training on %s', (backend) => {
       return { rates: [...rates], moves, losses, final };
     };
     const cosineRate = (k: number, T: number) => 0.5 * lr * (1 + Math.cos((Math.PI * k) / T));
+    const tensorsBefore = tf.memory().numTensors;
     try {
       const T = 20;
       const cosine = await run('cosine', { steps: T });
@@ -226,6 +227,7 @@ describe.each(['wasm', 'cpu'] as const)('training on %s', (backend) => {
       spy.mockRestore();
     }
     expect(tf.AdamOptimizer.prototype.applyGradients).toBe(original);
+    expect(tf.memory().numTensors).toBe(tensorsBefore);
   });
 
   it('evaluate() runs without dropout: it equals the MSE of predict exactly, repeats, and differs from a training-mode pass', async () => {
