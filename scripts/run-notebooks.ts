@@ -145,7 +145,7 @@ async function main(): Promise<number> {
         writeGolden(path, updatedGolden(previous, basename(r.notebook), r.records));
         log(`golden updated: ${relative(root, path)} (${r.records.length} values, backend ${r.records[0]?.backend ?? '?'})`);
       } else {
-        checks.set(r.name, compareWithGolden(r.records, previous));
+        checks.set(r.name, compareWithGolden(r.records, previous, process.env.LORA_BACKEND ?? 'unknown'));
       }
     }
 

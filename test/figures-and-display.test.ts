@@ -86,12 +86,14 @@ describe('display bundle', () => {
     record('some_value', 0.123456789, { rtol: 1e-3 });
     record('count', 5509248);
     record('both', 2 / 3, { rtol: 0.1, atol: 1e-6 });
+    record('sum', 0.1 + 0.2, { atol: 1e-9 });
     // Exactly the stored number (never rounded), with the tolerance it is checked with.
     expect(log.mock.calls.map((c) => c[0])).toEqual([
       'Plotly chart: T — a (1 points)',
       'recorded some_value = 0.123456789 (rtol 0.001)',
       'recorded count = 5509248 (exact)',
       'recorded both = 0.6666666666666666 (rtol 0.1, atol 0.000001)',
+      'recorded sum = 0.30000000000000004 (atol 1e-9)', // 17 digits: what the golden stores
     ]);
   });
 
@@ -147,7 +149,31 @@ describe('metrics and timing helpers', () => {
     expect(r.ratios.slow.p90).toBeLessThan(1.8);
     await expect(compareTimings({})).rejects.toThrow('compareTimings: variants = {} is invalid; expected at least one named function');
     await expect(compareTimings({ a: 1 as unknown as () => void })).rejects.toThrow('compareTimings: variants.a = 1 is invalid; expected a function');
-    await expect(compareTimings({ a: () => 0 }, { rounds: 0 })).rejects.toThrow('compareTimings: rounds = 0 is invalid; expected a positive integer');
+    await expect(compareTimings({ a: () => 0 }, { rounds: 0 })).rejects.toThrow('compareTimings: rounds = 0 is invalid; expected an integer in [1, 100000]');
+    await expect(compareTimings({ a: () => 0 }, { rounds: 1e9 })).rejects.toThrow('compareTimings: rounds = 1000000000 is invalid');
+    await expect(compareTimings({ a: () => 0 }, { rouds: 2 } as never)).rejects.toThrow('compareTimings: options = { rouds: 2 } is invalid; expected only rounds and warmup (unknown: rouds)');
+    await expect(compareTimings({ a: () => 0 }, null as never)).rejects.toThrow('compareTimings: options = null is invalid');
+    // Integer-like names would be reordered ahead of the baseline.
+    await expect(compareTimings({ base: () => 0, 2: () => 0 })).rejects.toThrow('compareTimings: variant name = "2" is invalid');
+  });
+
+  it('compareTimings times async variants to the end of their work, names a failing variant, and refuses a baseline below the clock', async () => {
+    let clock = 0;
+    const now = vi.spyOn(performance, 'now').mockImplementation(() => clock);
+    try {
+      // The work happens after an await: timing only the synchronous part would see 0.
+      const later = (units: number) => async () => {
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        clock += units;
+      };
+      const r = await compareTimings({ base: later(2), slow: later(6) }, { rounds: 3, warmup: 0 });
+      expect(r.timings.base.medianMs).toBe(2);
+      expect(r.ratios.slow).toEqual({ median: 3, p10: 3, p90: 3 });
+      await expect(compareTimings({ base: later(1), bad: () => Promise.reject(new Error('boom')) }, { rounds: 2, warmup: 0 })).rejects.toThrow('compareTimings: variant "bad" failed in round 1: boom');
+      await expect(compareTimings({ base: () => undefined, other: later(1) }, { rounds: 2, warmup: 0 })).rejects.toThrow('compareTimings: variant "base" took 0 ms in round 1, below the clock\'s resolution');
+    } finally {
+      now.mockRestore();
+    }
   });
 
   it('ratioSpread interpolates its percentiles and refuses empty or non-finite input', () => {
@@ -156,5 +182,9 @@ describe('metrics and timing helpers', () => {
     expect(ratioSpread([1, 2])).toEqual({ median: 1.5, p10: 1.1, p90: 1.9 });
     expect(() => ratioSpread([])).toThrow('ratioSpread: values = [] is invalid');
     expect(() => ratioSpread([1, NaN])).toThrow('ratioSpread: values = [1, NaN] is invalid');
+    // eslint-disable-next-line no-sparse-arrays
+    expect(() => ratioSpread([1, , 3] as number[])).toThrow('ratioSpread: values = [1, , 3] is invalid');
+    expect(ratioSpread([-1.7e308, 1.7e308]).median).toBe(0); // no overflow between the two
+    expect(ratioSpread([1.1, 1.1, 1.1])).toEqual({ median: 1.1, p10: 1.1, p90: 1.1 });
   });
 });

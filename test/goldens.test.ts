@@ -51,6 +51,34 @@ describe('golden comparison', () => {
     expect(compareWithGolden([], null)).toMatchObject({ ok: false, status: 'unchecked' });
   });
 
+  it('a notebook that recorded nothing never passes, whatever the golden holds', () => {
+    // Its golden holds values: every one is missing, on the run's backend or another.
+    for (const hint of ['wasm', 'cpu', 'unknown']) {
+      const c = compareWithGolden([], golden, hint);
+      expect(c.status, hint).toBe('drift');
+      expect(c.drifts.map((d) => d.name).sort(), hint).toEqual(['count', 'loss']);
+    }
+    // Its golden is empty too: nothing was compared.
+    expect(compareWithGolden([], { notebook: 'x.ipynb', backends: { wasm: {} } }, 'wasm')).toMatchObject({ ok: false, status: 'unchecked' });
+    expect(compareWithGolden([], { notebook: 'x.ipynb', backends: {} }, 'cpu')).toMatchObject({ ok: false, status: 'unchecked' });
+  });
+
+  it('on another backend, names the golden holds but the run did not record are drift', () => {
+    const c = compareWithGolden([rec('count', 10, 0, 0, 'cpu')], golden);
+    expect(c.status).toBe('drift');
+    expect(c.drifts.map((d) => `${d.name}: ${d.why}`)).toEqual(['loss: in the wasm golden but not recorded']);
+    // An empty first section does not hide a full one.
+    const withEmpty: GoldenFile = { notebook: 'x.ipynb', backends: { webgl: {}, ...golden.backends } };
+    expect(compareWithGolden([rec('count', 9, 0, 0, 'cpu'), rec('loss', 0.5, 0.01, 0, 'cpu')], withEmpty).drifts.map((d) => d.why)).toEqual(['differs from the exact wasm golden']);
+  });
+
+  it('counts checked and unchecked values apart', () => {
+    const three: GoldenFile = { notebook: 'x.ipynb', backends: { wasm: { a: { value: 1, rtol: 0, atol: 0 }, b: { value: 2, rtol: 0.1, atol: 0 }, c: { value: 3, rtol: 0.1, atol: 0 } } } };
+    const c = compareWithGolden([rec('a', 1, 0, 0, 'cpu'), rec('b', 2, 0.1, 0, 'cpu'), rec('c', 3, 0.1, 0, 'cpu')], three);
+    expect(c).toMatchObject({ status: 'unchecked', recorded: 3, checked: 1, unchecked: ['b', 'c'] });
+    expect(goldenSummary(c)).toBe('UNCHECKED (2 of 3)');
+  });
+
   it('refuses a run whose values came from two backends', () => {
     const c = compareWithGolden([rec('count', 10), rec('loss', 0.5, 0.01, 0, 'cpu')], golden);
     expect(c.status).toBe('drift');

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LoRALinear, LoRAMLP, MLP, evaluate, initBackend, lowRankShiftTask, setWarningHandler, train } from '../src/index.js';
+import { describe as show } from '../src/util/validate.js';
 
 /** Assert `fn` throws `message` and allocated nothing before throwing. */
 function rejects(fn: () => unknown, message: string | RegExp): void {
@@ -101,4 +102,29 @@ describe('bad input is refused before anything is allocated or changed', () => {
   });
 
   afterAll(() => undefined);
+});
+
+describe('how a refused value is shown in a message', () => {
+  it('plain objects by their fields (bounded, cycle-safe, no getter run), other objects by their class', () => {
+    const circular: Record<string, unknown> = { a: 1 };
+    circular.self = circular;
+    expect(show(circular)).toBe('{ a: 1, self: [circular] }');
+    // The same object twice side by side is not a cycle.
+    const shared = { x: 1 };
+    expect(show({ p: shared, q: shared })).toBe('{ p: { x: 1 }, q: { x: 1 } }');
+    expect(show({ a: { b: { c: { d: { e: 1, f: 2 } } } } })).toBe('{ a: { b: { c: { d: {2 fields} } } } }');
+    expect(show(Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`k${i}`, i])))).toBe('{ k0: 0, k1: 1, k2: 2, k3: 3, k4: 4, k5: 5, k6: 6, k7: 7, … (10 fields) }');
+    expect(show({ 'two words': 1 })).toBe('{ "two words": 1 }');
+    expect(show({ ['k'.repeat(1000)]: 1 }).length).toBeLessThan(100);
+    let ran = false;
+    expect(show({ get g() { ran = true; return 1; } })).toBe('{ g: [getter] }');
+    expect(ran).toBe(false);
+    expect(show(new Map())).toBe('a Map');
+    expect(show(new Int32Array(2))).toBe('an Int32Array');
+    expect(show(new Uint8Array(2))).toBe('a Uint8Array');
+    const hostile = new Proxy({}, { getPrototypeOf() { throw new Error('trap'); }, ownKeys() { throw new Error('trap'); } });
+    expect(show(hostile)).toBe('an object that cannot be inspected');
+    const deep = Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`k${i}`, Object.fromEntries(Array.from({ length: 8 }, (__, j) => [`j${j}`, 'x'.repeat(80)]))]));
+    expect(show(deep).length).toBeLessThanOrEqual(401);
+  });
 });

@@ -52,7 +52,8 @@ export interface GoldenCheck {
 }
 
 function result(backend: string, recorded: number, checked: number, drifts: Drift[], unchecked: string[], note: string | null): GoldenCheck {
-  const status: GoldenStatus = drifts.length > 0 ? 'drift' : unchecked.length > 0 ? 'unchecked' : 'ok';
+  // A notebook that records nothing checks nothing: never a pass.
+  const status: GoldenStatus = drifts.length > 0 ? 'drift' : unchecked.length > 0 || recorded === 0 ? 'unchecked' : 'ok';
   return { ok: status === 'ok', status, backend, recorded, checked, drifts, unchecked, note };
 }
 
@@ -68,8 +69,9 @@ export function allowedDeviation(g: GoldenEntry): number {
 /**
  * Compare a run's recorded values with the golden. With a golden for the run's backend,
  * every value is checked and missing or unexpected names are drift too. Without one,
- * exact values (counts, flags: tolerance 0) are checked against another backend's golden
- * and the rest are listed as unchecked.
+ * exact values (counts, flags: tolerance 0) are checked against another backend's golden,
+ * names it holds that were not recorded are drift, and the rest are listed as unchecked.
+ * `backendHint` is the run's backend when nothing was recorded.
  */
 export function compareWithGolden(recorded: readonly Recorded[], golden: GoldenFile | null, backendHint = 'unknown'): GoldenCheck {
   const backend = recorded[0]?.backend ?? backendHint;
@@ -101,11 +103,14 @@ export function compareWithGolden(recorded: readonly Recorded[], golden: GoldenF
     }
     return result(backend, recorded.length, recorded.length, drifts, [], null);
   }
-  const other = Object.keys(golden.backends)[0];
+  // Another backend's section (the first that holds values) still says which names the
+  // notebook must record, and the exact values it must reproduce.
+  const other = Object.keys(golden.backends).find((b) => Object.keys(golden.backends[b]).length > 0);
+  const reference = other === undefined ? {} : golden.backends[other];
   const unchecked: string[] = [];
   let checked = 0;
   for (const r of recorded) {
-    const g = other === undefined ? undefined : golden.backends[other][r.name];
+    const g = reference[r.name];
     if (g !== undefined && g.rtol === 0 && g.atol === 0) {
       checked += 1;
       if (!withinTolerance(r.value, g)) drifts.push({ name: r.name, expected: g.value, actual: r.value, allowed: 0, why: `differs from the exact ${other} golden` });
@@ -113,6 +118,10 @@ export function compareWithGolden(recorded: readonly Recorded[], golden: GoldenF
       unchecked.push(r.name);
     }
   }
+  for (const name of Object.keys(reference)) {
+    if (!seen.has(name)) drifts.push({ name, expected: reference[name].value, actual: null, allowed: 0, why: `in the ${other} golden but not recorded` });
+  }
+  if (recorded.length === 0 && other === undefined) unchecked.push('(nothing recorded, and the golden holds no values)');
   return result(
     backend,
     recorded.length,

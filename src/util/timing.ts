@@ -1,4 +1,4 @@
-import { checkInteger, describe, invalid } from './validate.js';
+import { checkInteger, checkOptions, describe, invalid } from './validate.js';
 
 /** Wall-clock statistics of repeated runs, in milliseconds. */
 export interface Timing {
@@ -74,25 +74,44 @@ export async function compareTimings<K extends string>(
   options: { rounds?: number; warmup?: number } = {},
 ): Promise<TimingComparison<K>> {
   const where = 'compareTimings';
-  if (variants === null || typeof variants !== 'object') invalid(where, 'variants', variants, 'an object of named functions');
+  if (variants === null || typeof variants !== 'object' || Array.isArray(variants)) invalid(where, 'variants', variants, 'an object of named functions');
   const names = Object.keys(variants) as K[];
   if (names.length === 0) invalid(where, 'variants', variants, 'at least one named function');
-  for (const n of names) if (typeof variants[n] !== 'function') invalid(where, `variants.${n}`, variants[n], 'a function');
-  if (options === null || typeof options !== 'object') invalid(where, 'options', options, 'an options object');
+  for (const n of names) {
+    // Integer-like keys come first in an object's key order, which would silently change the baseline.
+    if (/^(0|[1-9]\d*)$/.test(n)) invalid(where, 'variant name', n, 'a name that is not an integer (the first name given is the baseline)');
+    if (typeof variants[n] !== 'function') invalid(where, `variants.${n}`, variants[n], 'a function');
+  }
+  checkOptions(where, 'options', options);
+  const unknown = Object.keys(options).filter((k) => k !== 'rounds' && k !== 'warmup');
+  if (unknown.length > 0) invalid(where, 'options', options, `only rounds and warmup (unknown: ${unknown.join(', ')})`);
   const rounds = options.rounds ?? 20;
   const warmup = options.warmup ?? 3;
-  if (checkInteger(where, 'rounds', rounds) < 1) invalid(where, 'rounds', rounds, 'a positive integer');
-  if (checkInteger(where, 'warmup', warmup) < 0) invalid(where, 'warmup', warmup, 'a non-negative integer');
-  for (const n of names) for (let i = 0; i < warmup; i++) await variants[n]();
+  if (checkInteger(where, 'rounds', rounds) < 1 || rounds > MAX_ROUNDS) invalid(where, 'rounds', rounds, `an integer in [1, ${MAX_ROUNDS}]`);
+  if (checkInteger(where, 'warmup', warmup) < 0 || warmup > MAX_ROUNDS) invalid(where, 'warmup', warmup, `an integer in [0, ${MAX_ROUNDS}]`);
+  const run = async (n: K, round: string) => {
+    try {
+      await variants[n]();
+    } catch (err) {
+      throw new Error(`${where}: variant ${describe(n)} failed in ${round}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+    }
+  };
+  for (const n of names) for (let i = 0; i < warmup; i++) await run(n, `warm-up run ${i + 1}`);
   const samples = names.map(() => [] as number[]);
   for (let r = 0; r < rounds; r++) {
     const order = [...names.keys()];
     if (r % 2 === 1) order.reverse();
     for (const i of order) {
       const t = performance.now();
-      await variants[names[i]]();
+      await run(names[i], `round ${r + 1}`);
       samples[i].push(performance.now() - t);
     }
+    // Let timers and I/O run between rounds, so a long comparison does not starve the process.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+  const tooFast = samples[0].findIndex((v) => !(v > 0));
+  if (tooFast >= 0) {
+    throw new Error(`${where}: variant ${describe(names[0])} took ${samples[0][tooFast]} ms in round ${tooFast + 1}, below the clock's resolution; time a larger unit of work (e.g. several calls per variant)`);
   }
   const timings = {} as Record<K, Timing>;
   const ratios = {} as Record<K, RatioSpread>;
@@ -103,17 +122,22 @@ export async function compareTimings<K extends string>(
   return { rounds, timings, ratios };
 }
 
+const MAX_ROUNDS = 100_000;
+
 /** Median and 10th/90th percentiles (linear interpolation between ranks). */
 export function ratioSpread(values: readonly number[]): RatioSpread {
-  if (!Array.isArray(values) || values.length === 0 || !values.every((v) => typeof v === 'number' && Number.isFinite(v))) {
-    invalid('ratioSpread', 'values', values, 'a non-empty array of finite numbers');
-  }
+  // A loop, not every(): every() skips the holes of a sparse array.
+  let ok = Array.isArray(values) && values.length > 0;
+  for (let i = 0; ok && i < values.length; i++) ok = typeof values[i] === 'number' && Number.isFinite(values[i]);
+  if (!ok) invalid('ratioSpread', 'values', values, 'a non-empty array of finite numbers');
   const sorted = [...values].sort((a, b) => a - b);
   const at = (q: number) => {
     const pos = q * (sorted.length - 1);
     const lo = Math.floor(pos);
     const hi = Math.min(sorted.length - 1, lo + 1);
-    return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
+    const f = pos - lo;
+    if (f === 0 || sorted[lo] === sorted[hi]) return sorted[lo];
+    return sorted[lo] * (1 - f) + sorted[hi] * f; // never overflows between two finite numbers
   };
   return { median: at(0.5), p10: at(0.1), p90: at(0.9) };
 }

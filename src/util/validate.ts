@@ -5,8 +5,18 @@
 
 /** Render a received value for an error message: short, whatever it is (long arrays, cycles, huge strings). */
 export function describe(value: unknown): string {
-  return render(value, new Set(), 0);
+  let out: string;
+  try {
+    out = render(value, new Set(), 0);
+  } catch {
+    // A Proxy's traps or a throwing getter must not replace the caller's message with theirs.
+    return 'a value that cannot be inspected';
+  }
+  return out.length > MAX_TOTAL ? `${out.slice(0, MAX_TOTAL)}…` : out;
 }
+
+/** Nested values multiply: the whole description is bounded too. */
+const MAX_TOTAL = 400;
 
 const MAX_ITEMS = 8;
 const MAX_CHARS = 80;
@@ -35,21 +45,46 @@ function render(value: unknown, seen: Set<unknown>, depth: number): string {
       return kind === '' ? `a tensor of shape [${shape}]` : `${/^[aeiou]/.test(kind) ? 'an' : 'a'} ${kind} tensor of shape [${shape}]`;
     }
     if (Array.isArray(t.shape)) return `a tensor of shape [${t.shape.slice(0, MAX_ITEMS).join(', ')}]`;
-    const proto = Object.getPrototypeOf(value);
+    let proto: unknown;
+    let keys: string[];
+    try {
+      // A Proxy or an exotic object can throw from any of these: a message must still come out.
+      proto = Object.getPrototypeOf(value);
+      keys = proto === Object.prototype || proto === null ? Object.keys(value) : [];
+    } catch {
+      return 'an object that cannot be inspected';
+    }
     if (proto === Object.prototype || proto === null) {
       if (seen.has(value)) return '[circular]';
-      const keys = Object.keys(value);
       if (depth > 3) return `{${keys.length} field${keys.length === 1 ? '' : 's'}}`;
       seen.add(value);
-      const head = keys.slice(0, MAX_ITEMS).map((k) => `${/^[A-Za-z_$][\w$]*$/.test(k) ? k : JSON.stringify(k)}: ${render((value as Record<string, unknown>)[k], seen, depth + 1)}`);
+      const head = keys.slice(0, MAX_ITEMS).map((k) => `${fieldName(k)}: ${fieldValue(value, k, seen, depth)}`);
       seen.delete(value);
       if (keys.length === 0) return '{}';
       return keys.length > MAX_ITEMS ? `{ ${head.join(', ')}, … (${keys.length} fields) }` : `{ ${head.join(', ')} }`;
     }
     const name = (proto as { constructor?: { name?: unknown } } | null)?.constructor?.name;
-    return typeof name === 'string' && name !== '' ? `${/^[AEIOU]/.test(name) ? 'an' : 'a'} ${name}` : Object.prototype.toString.call(value);
+    // "an Int32Array", "a Uint8Array": the article follows the sound, and U is read "you".
+    return typeof name === 'string' && name !== '' ? `${/^[AEIO]/.test(name) ? 'an' : 'a'} ${name.slice(0, MAX_CHARS)}` : 'an object';
   }
   return String(value);
+}
+
+function fieldName(k: string): string {
+  const short = k.length > MAX_CHARS ? `${k.slice(0, MAX_CHARS)}…` : k;
+  return /^[A-Za-z_$][\w$]*$/.test(short) ? short : JSON.stringify(short);
+}
+
+/** A field's value without running a getter (which could throw or have side effects). */
+function fieldValue(obj: object, k: string, seen: Set<unknown>, depth: number): string {
+  try {
+    const d = Object.getOwnPropertyDescriptor(obj, k);
+    if (d === undefined) return 'undefined';
+    if (!('value' in d)) return '[getter]';
+    return render(d.value, seen, depth + 1);
+  } catch {
+    return '[unreadable]';
+  }
 }
 
 /** Throw `${where}: ${name} = ${value} is invalid; expected ${expected}`. */
