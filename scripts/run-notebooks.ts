@@ -24,7 +24,7 @@ import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { moveAtomic, writeFileAtomic } from './lib/atomic.js';
 import { type DocEntry, indexHtml, renderPages } from './lib/docs.js';
-import { type GoldenCheck, compareWithGolden, formatDrifts, goldenSummary, readGolden, updatedGolden, writeGolden } from './lib/goldens.js';
+import { type GoldenCheck, compareWithGolden, formatDrifts, goldenNote, goldenSummary, readGolden, updatedGolden, writeGolden } from './lib/goldens.js';
 import { type NotebookResult, runNotebook } from './lib/notebook-run.js';
 import { ensureJupyter, ensureKernelSpec, kernelEnv } from './lib/system.js';
 
@@ -163,17 +163,7 @@ async function main(): Promise<number> {
       const pages = await renderPages(jupyter, results.filter((r) => r.passed).map((r) => r.executed as string), tmp, docsDir, env, join(root, 'dist', 'notebook', 'plotly.min.js'));
       const entries: DocEntry[] = results.map((r) => {
         const c = checks.get(r.name);
-        const note = !r.passed
-          ? `${r.failure?.kind}`
-          : args.update
-            ? 'golden updated'
-            : c === undefined
-              ? ''
-              : c.status === 'ok'
-                ? `${c.checked} of ${c.recorded} values within tolerance`
-                : c.status === 'drift'
-                  ? `${c.drifts.length} drifted`
-                  : `${c.unchecked.length} of ${c.recorded} values unchecked (no ${c.backend} golden)`;
+        const note = !r.passed ? `${r.failure?.kind}` : args.update ? 'golden updated' : c === undefined ? '' : goldenNote(c);
         return { name: r.name, passed: r.passed && (c?.ok ?? true), seconds: r.seconds, page: pages.get(r.name) ?? null, note };
       });
       writeFileAtomic(join(docsDir, 'index.html'), indexHtml(entries, backend, new Date()));

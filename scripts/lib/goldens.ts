@@ -160,6 +160,13 @@ export function goldenSummary(check: GoldenCheck): string {
   return `ok (${check.checked} of ${check.recorded})`;
 }
 
+/** The docs index's note for a checked notebook, in words. */
+export function goldenNote(check: GoldenCheck): string {
+  if (check.status === 'ok') return `${check.checked} of ${check.recorded} values within tolerance`;
+  if (check.status === 'drift') return `${check.drifts.length} drifted`;
+  return `${check.unchecked.length} of ${check.recorded} values unchecked (no ${check.backend} golden)`;
+}
+
 /** A readable diff of the drifted values; numbers exactly as stored (shortest round trip). */
 export function formatDrifts(check: GoldenCheck): string[] {
   return check.drifts.map((d) => {
