@@ -82,7 +82,8 @@ export {
   parameterEfficiencyFigure,
   rankSweepFigure,
 } from './notebook/plot.js';
-export { type DisplayBundle, type PlotlyBundleOptions, displayBundle, plotlyBundle, plotlySource, showPlot } from './notebook/display.js';
+export { type DisplayBundle, displayBundle } from './notebook/display.js';
+export { CHART_NOT_RUN, CHART_NO_PLOTLY, PLOTLY_DELIVERY_VAR, type PlotlyBundleOptions, type PlotlyDelivery, plotlyBundle, plotlyDelivery, plotlySource, showPlot } from './notebook/chart.js';
 export { type RecordedValue, type Tolerance, record } from './notebook/record.js';
 export { DIGITS_PIXELS, DIGITS_SIDE, DIGITS_TRANSFORMS, type Digits, type DigitsTransform, accuracy, asciiDigit, classCounts, defaultDigitsPath, digitsSubset, digitsTensors, loadDigits, parseDigitsCsv, splitIndices, transformImages } from './notebook/digits.js';
 export { type RatioSpread, type Timing, type TimingComparison, compareTimings, ratioSpread, summarize, timeIt } from './util/timing.js';

@@ -1,0 +1,152 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { PLOTLY_SCRIPT_MARKER, type DisplayBundle, displayBundle } from './display.js';
+import { type PlotlyFigure, checkFigure, describeFigure } from './plot.js';
+import { executingClientSession, followClientSessions, kernelWriter } from './tslab.js';
+import { invalid } from '../util/validate.js';
+
+/**
+ * A chart is one display message with three forms: Plotly's JSON (JupyterLab draws it
+ * itself when the `plotly` Python package's extension is installed), HTML that draws it
+ * with plotly.js (JupyterLab without the extension, the classic notebook, nbconvert), and
+ * a text summary. The HTML is the fragile one: its scripts run only in trusted outputs,
+ * and plotly.js (4.9 MB) is sent once per page, not with every chart. So the HTML starts
+ * as a visible one-line message that the script replaces with the chart: whatever a reader
+ * does (reload, clear and reopen, open an untrusted copy) they see a chart or a sentence
+ * saying what to do, never an empty box.
+ */
+
+/** How charts get plotly.js: inlined once per page (`inline`), or not at all (`extension`: the frontend draws Plotly's JSON). */
+export type PlotlyDelivery = 'inline' | 'extension';
+
+/** The environment variable that picks the {@link PlotlyDelivery} (`npm run lab` sets it when JupyterLab has Plotly's extension). */
+export const PLOTLY_DELIVERY_VAR = 'LORA_PLOTLY';
+
+/** Shown while a chart's script has not run: untrusted output, or HTML without scripts. */
+export const CHART_NOT_RUN =
+  "Chart not drawn: its script did not run (an untrusted notebook?). Trust the notebook and run this cell again, or install Plotly's JupyterLab extension: pip install plotly";
+/** Shown when the script ran but plotly.js never arrived in the page. */
+export const CHART_NO_PLOTLY =
+  "Chart not drawn: plotly.js is not loaded in this page. Run this cell again, or install Plotly's JupyterLab extension: pip install plotly";
+
+/** Milliseconds a chart waits for plotly.js (an earlier output may still be evaluating it) before it says so; it keeps waiting after. */
+const WAIT_MS = 3000;
+
+/** The delivery named by `LORA_PLOTLY` (default `inline`). */
+export function plotlyDelivery(env: Record<string, string | undefined> = process.env): PlotlyDelivery {
+  const v = env[PLOTLY_DELIVERY_VAR];
+  if (v === undefined || v === '' || v === 'inline') return 'inline';
+  if (v === 'extension') return 'extension';
+  return invalid('plotlyDelivery', PLOTLY_DELIVERY_VAR, v, '"inline" (plotly.js sent with the first chart of each page) or "extension" (only the chart\'s JSON: JupyterLab with the plotly extension)');
+}
+
+function nodeRequire(): NodeRequire {
+  return typeof require === 'function' ? require : createRequire(join(process.cwd(), 'index.js'));
+}
+
+/** plotly.min.js (minified from `plotly.js-dist` at build time), else the package's own file. */
+export function plotlySource(): string {
+  const built = typeof __dirname === 'string' ? join(__dirname, 'plotly.min.js') : null;
+  if (built !== null && existsSync(built)) return readFileSync(built, 'utf8');
+  return readFileSync(nodeRequire().resolve('plotly.js-dist/plotly.js'), 'utf8');
+}
+
+/** Options of {@link plotlyBundle}. */
+export interface PlotlyBundleOptions {
+  /** The element id of the chart in HTML. */
+  id: string;
+  /** plotly.js source to inline before the chart (once per page), or null. */
+  plotly: string | null;
+  /** Chart height in pixels (default 460). */
+  height?: number;
+}
+
+const escapeHtml = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+/**
+ * The display bundle of a chart: `application/vnd.plotly.v1+json` (a JSON object),
+ * `text/html` that draws it with plotly.js from the page (inlined when `plotly` is given:
+ * no CDN, works offline) or else shows a one-line message, and a `text/plain` summary.
+ */
+export function plotlyBundle(figure: PlotlyFigure, options: PlotlyBundleOptions): DisplayBundle {
+  checkFigure('plotlyBundle', figure);
+  if (options === null || typeof options !== 'object') invalid('plotlyBundle', 'options', options, 'an options object { id, plotly, height? }');
+  // The id and height go into HTML attributes: only safe characters.
+  if (typeof options.id !== 'string' || !/^[A-Za-z][\w-]*$/.test(options.id)) invalid('plotlyBundle', 'id', options.id, 'an HTML id (a letter, then letters, digits, _ or -)');
+  if (options.plotly !== null && typeof options.plotly !== 'string') invalid('plotlyBundle', 'plotly', options.plotly, 'the plotly.js source, or null');
+  const height = options.height ?? 460;
+  if (typeof height !== 'number' || !Number.isFinite(height) || height <= 0) invalid('plotlyBundle', 'height', height, 'a positive number of pixels');
+  const json = JSON.stringify(figure).replace(/</g, '\\u003c');
+  const inline =
+    options.plotly === null
+      ? ''
+      : `<script type="text/javascript" ${PLOTLY_SCRIPT_MARKER}="inline">${options.plotly.replace(/<\/script/gi, '<\\/script')}</script>\n`;
+  // No `load` listener: in a live notebook the page loaded long ago. Poll instead, say so
+  // after WAIT_MS, and keep polling (plotly.js may arrive with a later output).
+  const html =
+    inline +
+    `<div id="${options.id}" class="lora-tfjs-plot" style="width:100%">` +
+    `<p class="lora-tfjs-plot-message" style="margin:0;padding:.5em .75em;border:1px dashed #d0a000;background:#fffbe6;color:#5c4400;font:13px system-ui,sans-serif">${escapeHtml(CHART_NOT_RUN)}</p></div>\n` +
+    `<script type="text/javascript">(function () {\n` +
+    `  var id = ${JSON.stringify(options.id)}, fig = ${json}, script = document.currentScript;\n` +
+    `  var el = document.getElementById(id) || (script && script.previousElementSibling);\n` +
+    `  if (!el) return;\n` +
+    `  var note = el.querySelector('.lora-tfjs-plot-message');\n` +
+    `  function draw() {\n` +
+    `    if (note) note.remove();\n` +
+    `    el.style.height = '${height}px';\n` +
+    `    window.Plotly.newPlot(el, fig.data, fig.layout, Object.assign({ responsive: true }, fig.config || {}));\n` +
+    `  }\n` +
+    `  if (window.Plotly) return draw();\n` +
+    `  if (note) note.textContent = 'Waiting for plotly.js ...';\n` +
+    `  var waited = 0, timer = setInterval(function () {\n` +
+    `    waited += 100;\n` +
+    `    if (window.Plotly) { clearInterval(timer); draw(); }\n` +
+    `    else if (waited === ${WAIT_MS} && note) note.textContent = ${JSON.stringify(CHART_NO_PLOTLY)};\n` +
+    `    else if (waited > 600000) clearInterval(timer);\n` +
+    `  }, 100);\n` +
+    `})();</script>`;
+  return {
+    data: {
+      'application/vnd.plotly.v1+json': { ...figure, layout: { height, ...figure.layout } },
+      'text/html': html,
+      'text/plain': describeFigure(figure),
+    },
+    metadata: {},
+  };
+}
+
+/** Client sessions (pages) that were sent plotly.js; null stands for "not known". */
+const pagesWithPlotly = new Set<string | null>();
+/** Without session tracking: the display writer (one per execute request) that last carried plotly.js. */
+let requestWithPlotly: unknown = null;
+let chartCount = 0;
+
+/**
+ * Show a Plotly figure in the notebook. With the default `inline` delivery, plotly.js goes
+ * with the first chart each page (client session) receives, so a reloaded page, a second
+ * tab or a rerun after clearing outputs gets it again; with `LORA_PLOTLY=extension` it is
+ * never sent (saved notebooks stay small; the frontend draws Plotly's JSON).
+ */
+export function showPlot(figure: PlotlyFigure, options: { height?: number } = {}): void {
+  checkFigure('showPlot', figure);
+  if (options === null || typeof options !== 'object') invalid('showPlot', 'options', options, 'an options object { height? }');
+  const delivery = plotlyDelivery();
+  const write = kernelWriter();
+  let inline = false;
+  let page: string | null = null;
+  const tracked = write !== null && followClientSessions();
+  if (write !== null && delivery === 'inline') {
+    page = executingClientSession();
+    // If tslab's internals changed, fall back to once per execute request: larger files, never an empty chart.
+    inline = tracked ? !pagesWithPlotly.has(page) : requestWithPlotly !== write;
+  }
+  chartCount += 1;
+  const id = `lora-tfjs-plot-${process.pid}-${chartCount}`;
+  const bundle = plotlyBundle(figure, { id, plotly: inline ? plotlySource() : null, height: options.height });
+  if (displayBundle(bundle) && inline) {
+    pagesWithPlotly.add(page);
+    requestWithPlotly = write;
+  }
+}
