@@ -1,8 +1,10 @@
 #!/usr/bin/env node
-// `npm run setup:python`: the project-local Python for the PEFT interop tests (.venv with
-// torch, peft and safetensors). The library and the notebooks never need it; the test suite
-// does, and fails (never skips) without it. Uses the package indexes pip is configured with
-// as *the* index, so pip does not spend minutes retrying an unreachable public index.
+// `npm run setup:python`: the project-local Python (.venv) for the tests and for `npm run lab`:
+// torch, peft and safetensors for the PEFT interop tests; JupyterLab, nbconvert and plotly (whose
+// JupyterLab extension draws Plotly's JSON) for the notebooks, the docs and the JupyterLab test.
+// The library and the notebooks never need it; the test suite does, and fails (never skips)
+// without it. Uses the package indexes pip is configured with as *the* index, so pip does not
+// spend minutes retrying an unreachable public index.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -11,8 +13,10 @@ import { fileURLToPath } from 'node:url';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const venv = join(root, '.venv');
 const python = join(venv, 'bin', 'python');
-const PACKAGES = ['torch>=2.4', 'peft==0.21.0', 'safetensors>=0.4'];
-const CHECK = 'import torch, peft, safetensors; print("torch", torch.__version__, "peft", peft.__version__, "safetensors", safetensors.__version__)';
+const PACKAGES = ['torch>=2.4', 'peft==0.21.0', 'safetensors>=0.4', 'jupyterlab>=4.4,<5', 'nbconvert>=7.16', 'nbclient>=0.10', 'plotly>=6'];
+const CHECK =
+  'import torch, peft, safetensors, jupyterlab, nbconvert, nbclient, plotly; ' +
+  'print("torch", torch.__version__, "peft", peft.__version__, "safetensors", safetensors.__version__, "jupyterlab", jupyterlab.__version__, "nbconvert", nbconvert.__version__, "plotly", plotly.__version__)';
 
 const run = (cmd, args, opts = {}) => spawnSync(cmd, args, { encoding: 'utf8', ...opts });
 const fail = (message) => {
@@ -39,7 +43,7 @@ console.log(`setup:python: installing ${PACKAGES.join(' ')} into ${venv}${urls.l
 const pip = run(python, ['-m', 'pip', 'install', '--disable-pip-version-check', '--timeout', '30', '--retries', '2', ...indexArgs, ...PACKAGES], { stdio: 'inherit' });
 if (pip.status !== 0 || !has()) {
   fail(
-    `pip could not install ${PACKAGES.join(', ')} into ${venv}. The PEFT interop tests need them. ` +
+    `pip could not install ${PACKAGES.join(', ')} into ${venv}. The PEFT interop tests, the notebook runner and the JupyterLab test need them. ` +
       'Check that pip reaches a package index with torch (CPU) and peft (pip config list), then run `npm run setup:python` again; ' +
       'or set LORA_PEFT_PYTHON to a Python that has torch, peft and safetensors.',
   );

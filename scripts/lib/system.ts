@@ -71,19 +71,6 @@ export async function ensureJupyter(root: string, log: Log): Promise<string> {
   );
 }
 
-/**
- * The classic notebook server (`jupyter notebook`), for the browser test of live charts,
- * installing Debian's package when missing and possible.
- */
-export async function ensureClassicNotebook(log: Log): Promise<void> {
-  if (await works('jupyter', ['notebook', '--version'])) return;
-  if (isRoot() && (await hasApt())) {
-    await aptInstall(['jupyter-notebook'], log);
-    if (await works('jupyter', ['notebook', '--version'])) return;
-  }
-  throw new Error('the classic notebook is not installed. Install it: sudo apt-get install -y jupyter-notebook (or python3 -m pip install notebook)');
-}
-
 /** Path of a Chromium to drive, installing Debian's package when missing and possible. */
 export async function ensureChromium(log: Log): Promise<string> {
   const path = '/usr/bin/chromium';
