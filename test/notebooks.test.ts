@@ -49,7 +49,7 @@ describe('the seven notebooks, run headless, and their HTML docs', () => {
     for (const nb of notebooks) {
       const executed = JSON.parse(readFileSync(join(out, 'notebooks', nb), 'utf8')) as { cells: Array<{ outputs?: Array<{ data?: Record<string, unknown> }> }> };
       const records = executed.cells.flatMap((c) => c.outputs ?? []).flatMap((o) => (o.data?.[RECORD_MIME] === undefined ? [] : [o.data[RECORD_MIME] as { name: string; backend: string }]));
-      const golden = JSON.parse(readFileSync(join(root, 'notebooks', nb.replace('.ipynb', '.golden.json')), 'utf8')) as { backends: Record<string, Record<string, unknown>> };
+      const golden = JSON.parse(readFileSync(join(root, 'test', 'goldens', nb.replace('.ipynb', '.golden.json')), 'utf8')) as { backends: Record<string, Record<string, unknown>> };
       expect(records.length, nb).toBeGreaterThan(0);
       expect(new Set(records.map((r) => r.backend)), nb).toEqual(new Set([BACKEND]));
       expect(records.map((r) => r.name).sort(), nb).toEqual(Object.keys(golden.backends[BACKEND]).sort());
