@@ -14,19 +14,20 @@
  *   --no-docs        skip the HTML docs
  *
  * Source notebooks are never modified. Executed notebooks land in DIR/notebooks, the docs
- * in DIR/docs (index.html links every page); every file is written atomically.
+ * in DIR/docs: a small offline site (index.html, the landing page, links every notebook's
+ * page; see scripts/lib/docs.ts); every file is written atomically.
  *
  * Exit status: 0 when every notebook ran and every recorded value was compared with its
  * golden and held; 1 when a notebook failed or a value drifted; 3 when nothing failed but
  * some values went unchecked (a backend without goldens): such a run is not a pass.
  */
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { moveAtomic, writeFileAtomic } from './lib/atomic.js';
-import { type DocEntry, indexHtml, renderPages } from './lib/docs.js';
-import { type GoldenCheck, compareWithGolden, formatDrifts, goldenNote, goldenSummary, readGolden, updatedGolden, writeGolden } from './lib/goldens.js';
+import { moveAtomic } from './lib/atomic.js';
+import { type DocEntry, docStatus, notebookInfo, pageFile, renderHtml, writeSite } from './lib/docs.js';
+import { type GoldenCheck, compareWithGolden, formatDrifts, goldenSummary, readGolden, updatedGolden, writeGolden } from './lib/goldens.js';
 import { type NotebookResult, runNotebook } from './lib/notebook-run.js';
 import { ensureJupyter, ensureKernelSpec, kernelEnv } from './lib/system.js';
 
@@ -174,14 +175,17 @@ async function main(): Promise<number> {
     const backend = results.find((r) => r.records.length > 0)?.records[0].backend ?? 'unknown';
     if (args.docs) {
       const docsDir = join(args.out, 'docs');
-      const pages = await renderPages(jupyter, results.filter((r) => r.passed).map((r) => r.executed as string), tmp, docsDir, env, join(root, 'dist', 'notebook', 'plotly.min.js'));
-      const entries: DocEntry[] = results.map((r) => {
-        const c = checks.get(r.name);
-        const note = !r.passed ? `${r.failure?.kind}` : args.update ? 'golden updated' : c === undefined ? '' : goldenNote(c);
-        return { name: r.name, passed: r.passed && (c?.ok ?? true), seconds: r.seconds, page: pages.get(r.name) ?? null, note };
-      });
-      writeFileAtomic(join(docsDir, 'index.html'), indexHtml(entries, backend, new Date()));
-      log(`docs: ${relative(root, join(docsDir, 'index.html'))}`);
+      const rendered = await renderHtml(jupyter, results.filter((r) => r.passed).map((r) => r.executed as string), tmp, env);
+      const entries: DocEntry[] = results.map((r) => ({
+        name: r.name,
+        ...notebookInfo(JSON.parse(readFileSync(r.notebook, 'utf8')), r.name),
+        ...docStatus(r, checks.get(r.name), args.update ? { values: r.records.length } : null),
+        seconds: r.seconds,
+        page: rendered.has(r.name) ? pageFile(r.name) : null,
+      }));
+      const run = { backend, when: new Date(), wallSeconds: (performance.now() - started) / 1000 };
+      writeSite(docsDir, entries, rendered, run, join(root, 'dist', 'notebook', 'plotly.min.js'));
+      log(`docs: ${shown(join(docsDir, 'index.html'))}`);
     }
 
     // Report.
