@@ -176,7 +176,9 @@ describe('the docs site (scripts/lib/docs.ts)', () => {
     const failure = { kind: 'cell-error' as const, cell: 2, source: 'throw 1', stderr: '', message: '' };
     expect(docStatus({ passed: false, failure, cells: 4 }, undefined, null)).toEqual({ status: 'failed', note: 'cell-error in cell 3 of 4' });
     expect(docStatus({ passed: false, failure: { ...failure, kind: 'nbconvert', cell: null }, cells: 4 }, undefined, null)).toEqual({ status: 'failed', note: 'nbconvert before any cell ran' });
-    expect(docStatus(ok, check('drift', { drifts: [{ name: 'x', expected: 1, actual: 2, allowed: 0, why: '' }] }), null)).toEqual({ status: 'failed', note: '1 drifted' });
+    const drift = (name: string) => ({ name, expected: 1, actual: 2, allowed: 0, why: '' });
+    expect(docStatus(ok, check('drift', { drifts: [drift('loss')] }), null)).toEqual({ status: 'failed', note: '1 drifted: loss' });
+    expect(docStatus(ok, check('drift', { drifts: ['a', 'b', 'b', 'c', 'd', 'e'].map(drift) }), null).note).toBe('6 drifted: a, b, c, and 2 more');
     expect(docStatus(ok, check('unchecked', { checked: 1, unchecked: ['loss'] }), null)).toEqual({ status: 'unchecked', note: '1 of 2 values unchecked (no cpu golden)' });
     expect(docStatus(ok, check('ok'), null)).toEqual({ status: 'passed', note: '2 of 2 values within tolerance' });
     expect(docStatus(ok, undefined, { values: 5 })).toEqual({ status: 'passed', note: 'golden updated (5 values)' });

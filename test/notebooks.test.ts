@@ -164,7 +164,7 @@ describe('the seven notebooks, run headless, and their HTML docs', () => {
       expect(text).toContain('0 passed, 2 failed, 1 unchecked');
       const tr = p.locator('tbody tr');
       expect((await tr.allInnerTexts()).map((t) => t.replace(/\s+/g, ' '))).toEqual([
-        expect.stringMatching(/^1 fixture-drift fixture-drift\.ipynb failed [\d.]+ s 1 drifted$/),
+        expect.stringMatching(/^1 fixture-drift fixture-drift\.ipynb failed [\d.]+ s 1 drifted: drifting$/),
         expect.stringMatching(/^2 fixture-throw fixture-throw\.ipynb · no page \(the run failed\) failed [\d.]+ s cell-error in cell 3 of 4$/),
         expect.stringMatching(/^3 fixture-unchecked fixture-unchecked\.ipynb unchecked [\d.]+ s 1 of 2 values unchecked \(no cpu golden\)$/),
       ]);
@@ -174,7 +174,7 @@ describe('the seven notebooks, run headless, and their HTML docs', () => {
       expect(blocked).toEqual([]);
       await close();
       for (const [page, status, note, prev, next] of [
-        ['fixture-drift.html', 'failed', '1 drifted', null, 'fixture-unchecked.html'],
+        ['fixture-drift.html', 'failed', '1 drifted: drifting', null, 'fixture-unchecked.html'],
         ['fixture-unchecked.html', 'unchecked', '1 of 2 values unchecked (no cpu golden)', 'fixture-drift.html', null],
       ] as const) {
         const opened = await openDocsPage(browser, fixtureDocs.origin, page);
