@@ -6,25 +6,28 @@
  *   npm run notebooks [-- [options] [notebooks/NN-name.ipynb ...]]
  *
  *   --update         rewrite the goldens of this backend from this run
+ *   --goldens DIR    the folder of the goldens (default: test/goldens/); a notebook
+ *                    NN-name.ipynb is checked against DIR/NN-name.golden.json
  *   --jobs N         notebooks run in parallel (default: number of cores)
  *   --timeout S      per-cell timeout in seconds (default 300)
  *   --out DIR        output folder (default: out/), which git ignores
  *   --no-docs        skip the HTML docs
  *
  * Source notebooks are never modified. Executed notebooks land in DIR/notebooks, the docs
- * in DIR/docs (index.html links every page); every file is written atomically.
+ * in DIR/docs: a small offline site (index.html, the landing page, links every notebook's
+ * page; see scripts/lib/docs.ts); every file is written atomically.
  *
  * Exit status: 0 when every notebook ran and every recorded value was compared with its
  * golden and held; 1 when a notebook failed or a value drifted; 3 when nothing failed but
  * some values went unchecked (a backend without goldens): such a run is not a pass.
  */
-import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { moveAtomic, writeFileAtomic } from './lib/atomic.js';
-import { type DocEntry, indexHtml, renderPages } from './lib/docs.js';
-import { type GoldenCheck, compareWithGolden, formatDrifts, goldenNote, goldenSummary, readGolden, updatedGolden, writeGolden } from './lib/goldens.js';
+import { moveAtomic } from './lib/atomic.js';
+import { type DocEntry, docStatus, notebookInfo, pageFile, renderHtml, writeSite } from './lib/docs.js';
+import { type GoldenCheck, compareWithGolden, formatDrifts, goldenSummary, readGolden, updatedGolden, writeGolden } from './lib/goldens.js';
 import { type NotebookResult, runNotebook } from './lib/notebook-run.js';
 import { ensureJupyter, ensureKernelSpec, kernelEnv } from './lib/system.js';
 
@@ -36,16 +39,17 @@ interface Args {
   jobs: number;
   timeout: number;
   out: string;
+  goldens: string;
   docs: boolean;
 }
 
 function usage(message: string): never {
-  console.error(`run-notebooks: ${message}\nusage: npm run notebooks -- [--update] [--jobs N] [--timeout S] [--out DIR] [--no-docs] [notebook.ipynb ...]`);
+  console.error(`run-notebooks: ${message}\nusage: npm run notebooks -- [--update] [--jobs N] [--timeout S] [--out DIR] [--goldens DIR] [--no-docs] [notebook.ipynb ...]`);
   process.exit(2);
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { notebooks: [], update: false, jobs: availableParallelism(), timeout: 300, out: join(root, 'out'), docs: true };
+  const args: Args = { notebooks: [], update: false, jobs: availableParallelism(), timeout: 300, out: join(root, 'out'), goldens: join(root, 'test', 'goldens'), docs: true };
   const positive = (flag: string, v: string | undefined) => {
     const n = Number(v);
     if (!Number.isInteger(n) || n <= 0) usage(`${flag} = ${JSON.stringify(v ?? null)} is invalid; expected a positive integer`);
@@ -58,6 +62,7 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--jobs') args.jobs = positive(a, argv[++i]);
     else if (a === '--timeout') args.timeout = positive(a, argv[++i]);
     else if (a === '--out') args.out = resolve(argv[++i] ?? usage('--out needs a folder'));
+    else if (a === '--goldens') args.goldens = resolve(argv[++i] ?? usage('--goldens needs a folder'));
     else if (a.startsWith('--')) usage(`unknown option ${a}`);
     else args.notebooks.push(resolve(a));
   }
@@ -68,10 +73,18 @@ function parseArgs(argv: string[]): Args {
   for (const nb of args.notebooks) {
     if (!nb.endsWith('.ipynb') || !existsSync(nb)) usage(`notebook = ${JSON.stringify(nb)} is invalid; expected an existing .ipynb file`);
   }
+  // A mistyped folder would leave every notebook without its golden: refuse it up front.
+  if (!existsSync(args.goldens) || !statSync(args.goldens).isDirectory()) {
+    usage(`--goldens = ${JSON.stringify(args.goldens)} is invalid; expected an existing folder`);
+  }
   return args;
 }
 
-const goldenPath = (notebook: string) => notebook.replace(/\.ipynb$/, '.golden.json');
+/** A path as printed: relative to the checkout when inside it. */
+const shown = (path: string) => (relative(root, path).startsWith('..') ? path : relative(root, path));
+
+/** A notebook's golden: found by the notebook's name in the goldens folder. */
+const goldenPath = (goldens: string, notebook: string) => join(goldens, `${basename(notebook, '.ipynb')}.golden.json`);
 
 async function pool<T, R>(items: readonly T[], jobs: number, run: (item: T) => Promise<R>): Promise<R[]> {
   const results: R[] = new Array(items.length);
@@ -139,13 +152,15 @@ async function main(): Promise<number> {
     // Regression: compare (or, with --update, rewrite) the goldens.
     const checks = new Map<string, GoldenCheck>();
     for (const r of results.filter((x) => x.passed)) {
-      const path = goldenPath(r.notebook);
+      const path = goldenPath(args.goldens, r.notebook);
       const previous = readGolden(path);
       if (args.update) {
         writeGolden(path, updatedGolden(previous, basename(r.notebook), r.records));
-        log(`golden updated: ${relative(root, path)} (${r.records.length} values, backend ${r.records[0]?.backend ?? '?'})`);
+        log(`golden updated: ${shown(path)} (${r.records.length} values, backend ${r.records[0]?.backend ?? '?'})`);
       } else {
-        checks.set(r.name, compareWithGolden(r.records, previous, process.env.LORA_BACKEND ?? 'unknown'));
+        const check = compareWithGolden(r.records, previous, process.env.LORA_BACKEND ?? 'unknown');
+        // Say where the runner looked, so that a golden in another folder is easy to spot.
+        checks.set(r.name, previous === null ? { ...check, note: `no golden file ${shown(path)}: run with --update to create it` } : check);
       }
     }
 
@@ -160,14 +175,17 @@ async function main(): Promise<number> {
     const backend = results.find((r) => r.records.length > 0)?.records[0].backend ?? 'unknown';
     if (args.docs) {
       const docsDir = join(args.out, 'docs');
-      const pages = await renderPages(jupyter, results.filter((r) => r.passed).map((r) => r.executed as string), tmp, docsDir, env, join(root, 'dist', 'notebook', 'plotly.min.js'));
-      const entries: DocEntry[] = results.map((r) => {
-        const c = checks.get(r.name);
-        const note = !r.passed ? `${r.failure?.kind}` : args.update ? 'golden updated' : c === undefined ? '' : goldenNote(c);
-        return { name: r.name, passed: r.passed && (c?.ok ?? true), seconds: r.seconds, page: pages.get(r.name) ?? null, note };
-      });
-      writeFileAtomic(join(docsDir, 'index.html'), indexHtml(entries, backend, new Date()));
-      log(`docs: ${relative(root, join(docsDir, 'index.html'))}`);
+      const rendered = await renderHtml(jupyter, results.filter((r) => r.passed).map((r) => r.executed as string), tmp, env);
+      const entries: DocEntry[] = results.map((r) => ({
+        name: r.name,
+        ...notebookInfo(JSON.parse(readFileSync(r.notebook, 'utf8')), r.name),
+        ...docStatus(r, checks.get(r.name), args.update ? { values: r.records.length } : null),
+        seconds: r.seconds,
+        page: rendered.has(r.name) ? pageFile(r.name) : null,
+      }));
+      const run = { backend, when: new Date(), wallSeconds: (performance.now() - started) / 1000 };
+      writeSite(docsDir, entries, rendered, run, join(root, 'dist', 'notebook', 'plotly.min.js'));
+      log(`docs: ${shown(join(docsDir, 'index.html'))}`);
     }
 
     // Report.
@@ -181,9 +199,10 @@ async function main(): Promise<number> {
       if (c.status === 'unchecked') unchecked += 1;
       if (c.drifts.length > 0) {
         drifted += 1;
-        console.error(`\n✗ ${r.name}: ${c.drifts.length} value(s) drifted from ${relative(root, goldenPath(r.notebook))} (backend ${c.backend}):`);
+        console.error(`\n✗ ${r.name}: ${c.drifts.length} value(s) drifted from ${shown(goldenPath(args.goldens, r.notebook))} (backend ${c.backend}):`);
         for (const line of formatDrifts(c)) console.error(line);
-        console.error('  (if the change is intended: npm run notebooks -- --update)');
+        const goldensFlag = args.goldens === join(root, 'test', 'goldens') ? '' : ` --goldens ${shown(args.goldens)}`;
+        console.error(`  (if the change is intended: npm run notebooks -- --update${goldensFlag})`);
       }
     }
     const wall = (performance.now() - started) / 1000;

@@ -2,7 +2,6 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { indexHtml, offlineHtml } from '../scripts/lib/docs.js';
 import { type GoldenFile, type Recorded, compareWithGolden, formatDrifts, goldenSummary, readGolden, updatedGolden, writeGolden } from '../scripts/lib/goldens.js';
 
 const rec = (name: string, value: number, rtol = 0, atol = 0, backend = 'wasm'): Recorded => ({ name, value, rtol, atol, backend });
@@ -96,38 +95,5 @@ describe('golden comparison', () => {
     expect(readdirSync(dir)).toEqual(['x.golden.json']); // no temporary file left behind
     expect(JSON.parse(readFileSync(path, 'utf8'))).toEqual(next);
     rmSync(dir, { recursive: true });
-  });
-});
-
-describe('docs post-processing', () => {
-  it('swaps the inlined plotly.js for the shared file once and drops external scripts', () => {
-    const html = [
-      '<script src="file:///usr/share/javascript/requirejs/require.min.js"></script>',
-      '<script src="https://cdnjs.cloudflare.com/mathjax.js"> </script>',
-      '<script type="text/javascript" data-lora-tfjs-plotly="inline">var Plotly = {}; /* 5 MB */</script>',
-      '<div id="a"></div><script>draw()</script>',
-      '<script type="text/javascript" data-lora-tfjs-plotly="inline">again</script>',
-      '<script src="local.js"></script>',
-    ].join('\n');
-    const out = offlineHtml(html);
-    expect(out).not.toContain('require.min.js');
-    expect(out).not.toContain('cdnjs');
-    expect(out).not.toContain('5 MB');
-    expect(out.match(/src="plotly\.min\.js"/g)).toHaveLength(1);
-    expect(out).toContain('<script>draw()</script>');
-    expect(out).toContain('<script src="local.js"></script>');
-  });
-
-  it('index lists each notebook with status, time and link', () => {
-    const html = indexHtml(
-      [
-        { name: '01-a', passed: true, seconds: 1.23, page: '01-a.html', note: '3 values within tolerance' },
-        { name: '02-<b>', passed: false, seconds: 4, page: null, note: 'cell-error' },
-      ],
-      'wasm',
-      new Date('2026-01-01T00:00:00Z'),
-    );
-    expect(html).toContain('<td><a href="01-a.html">01-a</a></td><td class="ok">passed</td><td>1.2 s</td>');
-    expect(html).toContain('<td>02-&lt;b&gt;</td><td class="fail">failed</td><td>4.0 s</td><td>cell-error</td>');
   });
 });

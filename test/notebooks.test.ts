@@ -1,12 +1,12 @@
-import { createServer, type Server } from 'node:http';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { extname, join } from 'node:path';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, offlinePage } from './browser.js';
+import { launchChromium } from './browser.js';
+import { brokenReferences, openDocsPage, pageHeader, serveFolder } from './docs-site.js';
 
 const root = join(import.meta.dirname, '..');
 const notebooks = readdirSync(join(root, 'notebooks')).filter((f) => /^\d\d-.*\.ipynb$/.test(f)).sort();
@@ -16,23 +16,32 @@ const RECORD_MIME = 'application/vnd.lora-tfjs.record+json';
 // where another backend is picked cannot turn this into a run with nothing compared.
 const BACKEND = 'wasm';
 
+// Fixtures whose docs show the states a run of the seven should never have: a drifted
+// value, a failed cell (no page), values without a golden for the backend (cpu).
+const FIXTURES = ['fixture-drift', 'fixture-throw', 'fixture-unchecked'];
+
 describe('the seven notebooks, run headless, and their HTML docs', () => {
   const out = mkdtempSync(join(tmpdir(), 'lora-notebooks-'));
+  const fixturesOut = mkdtempSync(join(tmpdir(), 'lora-notebooks-fixtures-'));
   let run: { exitCode: number | undefined; text: string };
+  let fixturesRun: { exitCode: number | undefined; text: string };
   const sources = new Map<string, string>();
 
   beforeAll(async () => {
     for (const nb of notebooks) sources.set(nb, createHash('sha256').update(readFileSync(join(root, 'notebooks', nb))).digest('hex'));
-    const r = await execa(join(root, 'node_modules', '.bin', 'tsx'), [join(root, 'scripts', 'run-notebooks.ts'), '--out', out], {
-      cwd: root,
-      env: { LORA_BACKEND: BACKEND },
-      reject: false,
-      all: true,
-      timeout: 900_000,
-    });
+    const runner = (args: string[], env: Record<string, string>) =>
+      execa(join(root, 'node_modules', '.bin', 'tsx'), [join(root, 'scripts', 'run-notebooks.ts'), ...args], { cwd: root, env, reject: false, all: true, timeout: 900_000 });
+    const [r, f] = await Promise.all([
+      runner(['--out', out], { LORA_BACKEND: BACKEND }),
+      runner(['--out', fixturesOut, '--goldens', join(root, 'test', 'fixtures'), ...FIXTURES.map((n) => join(root, 'test', 'fixtures', `${n}.ipynb`))], { LORA_BACKEND: 'cpu' }),
+    ]);
     run = { exitCode: r.exitCode, text: r.all ?? '' };
+    fixturesRun = { exitCode: f.exitCode, text: f.all ?? '' };
   }, 900_000);
-  afterAll(() => rmSync(out, { recursive: true, force: true }));
+  afterAll(() => {
+    rmSync(out, { recursive: true, force: true });
+    rmSync(fixturesOut, { recursive: true, force: true });
+  });
 
   it('runs all seven notebooks: exit 0, every golden holds, sources untouched', () => {
     expect(notebooks).toHaveLength(7);
@@ -49,7 +58,7 @@ describe('the seven notebooks, run headless, and their HTML docs', () => {
     for (const nb of notebooks) {
       const executed = JSON.parse(readFileSync(join(out, 'notebooks', nb), 'utf8')) as { cells: Array<{ outputs?: Array<{ data?: Record<string, unknown> }> }> };
       const records = executed.cells.flatMap((c) => c.outputs ?? []).flatMap((o) => (o.data?.[RECORD_MIME] === undefined ? [] : [o.data[RECORD_MIME] as { name: string; backend: string }]));
-      const golden = JSON.parse(readFileSync(join(root, 'notebooks', nb.replace('.ipynb', '.golden.json')), 'utf8')) as { backends: Record<string, Record<string, unknown>> };
+      const golden = JSON.parse(readFileSync(join(root, 'test', 'goldens', nb.replace('.ipynb', '.golden.json')), 'utf8')) as { backends: Record<string, Record<string, unknown>> };
       expect(records.length, nb).toBeGreaterThan(0);
       expect(new Set(records.map((r) => r.backend)), nb).toEqual(new Set([BACKEND]));
       expect(records.map((r) => r.name).sort(), nb).toEqual(Object.keys(golden.backends[BACKEND]).sort());
@@ -78,62 +87,106 @@ describe('the seven notebooks, run headless, and their HTML docs', () => {
 
   describe('in headless Chromium, with the network blocked', () => {
     let browser: Browser;
-    let server: Server;
-    let origin: string;
+    let docs: { origin: string; close: () => Promise<void> };
+    let fixtureDocs: { origin: string; close: () => Promise<void> };
+    const names = notebooks.map((nb) => nb.replace('.ipynb', ''));
+    /** What the index says of each notebook, read in the first test, checked on its page. */
+    const rows = new Map<string, string>();
 
     beforeAll(async () => {
-      const docs = join(out, 'docs');
-      server = createServer((req, res) => {
-        const file = join(docs, decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname).replace(/^\/+/, '') || 'index.html');
-        try {
-          const body = readFileSync(file);
-          const type = { '.html': 'text/html', '.js': 'text/javascript' }[extname(file)] ?? 'application/octet-stream';
-          res.writeHead(200, { 'content-type': `${type}; charset=utf-8` }).end(body);
-        } catch {
-          res.writeHead(404).end();
-        }
-      });
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      const address = server.address();
-      origin = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`;
+      docs = await serveFolder(join(out, 'docs'));
+      fixtureDocs = await serveFolder(join(fixturesOut, 'docs'));
       browser = await launchChromium();
     }, 600_000);
     afterAll(async () => {
       await browser?.close();
-      server?.close();
+      await docs?.close();
+      await fixtureDocs?.close();
     });
 
-    async function open(path: string) {
-      const { page: p, blocked, pageErrors, consoleErrors, close } = await offlinePage(browser, origin);
-      await p.goto(`${origin}/${path}`, { waitUntil: 'load' });
-      return { p, errors: [...consoleErrors, ...pageErrors], blocked, close };
-    }
-
-    it('index.html links every notebook with its status and run time', async () => {
-      const { p, errors, close } = await open('index.html');
-      const rows = await p.locator('tbody tr').allInnerTexts();
-      expect(rows).toHaveLength(7);
-      rows.forEach((row, i) => expect(row).toMatch(new RegExp(`^${notebooks[i].replace('.ipynb', '')}\\s+passed\\s+[\\d.]+ s`)));
-      expect(await p.locator('tbody a').count()).toBe(7);
+    it('index.html: what LoRA is, how to run the notebooks, the run, and every notebook with its summary, status, check and run time', async () => {
+      const { p, errors, blocked, close } = await openDocsPage(browser, docs.origin, 'index.html');
+      const text = (await p.locator('body').innerText()).replace(/\s+/g, ' ');
+      for (const phrase of ['What LoRA is', 'frozen', 's = alpha / r', 'B starts at zero', 'npm install', 'npm run lab', 'npm run notebooks', `backend ${BACKEND},`, '7 passed, 0 failed, 0 unchecked']) {
+        expect(text, phrase).toContain(phrase);
+      }
+      expect(text).toMatch(/\d{4}-\d\d-\d\d \d\d:\d\d UTC/);
+      const tr = p.locator('tbody tr');
+      expect(await tr.count()).toBe(7);
+      for (const [i, name] of names.entries()) {
+        const row = tr.nth(i);
+        const source = JSON.parse(readFileSync(join(root, 'notebooks', `${name}.ipynb`), 'utf8')) as { metadata: { lora_tfjs?: { summary?: string } } };
+        expect(await row.locator('a.title').getAttribute('href')).toBe(`${name}.html`);
+        expect(await row.locator('.summary').innerText()).toBe(source.metadata.lora_tfjs?.summary);
+        const rowText = (await row.innerText()).replace(/\s+/g, ' ');
+        expect(rowText).toMatch(new RegExp(`^${i + 1} \\d\\d · .+ ${name}\\.ipynb passed [\\d.]+ s (\\d+) of \\1 values within tolerance$`));
+        rows.set(name, rowText);
+      }
+      expect((await brokenReferences(p, docs.origin)).broken).toEqual([]);
       expect(errors).toEqual([]);
+      expect(blocked).toEqual([]);
       await close();
     });
 
-    for (const nb of notebooks) {
-      it(`${nb}: every chart rendered its plot SVG, and the page logged no errors`, async () => {
+    for (const [i, nb] of notebooks.entries()) {
+      it(`${nb}: every chart drew its plot SVG; the header links back and to its neighbours, with its status and run time; every link resolves; nothing outside the folder was asked for`, async () => {
         const executed = JSON.parse(readFileSync(join(out, 'notebooks', nb), 'utf8')) as { cells: Array<{ outputs?: Array<{ data?: Record<string, unknown> }> }> };
         const expected = executed.cells.flatMap((c) => c.outputs ?? []).filter((o) => o.data?.[PLOTLY_MIME] !== undefined).length;
-        const { p, errors, blocked, close } = await open(nb.replace('.ipynb', '.html'));
+        const { p, errors, blocked, close } = await openDocsPage(browser, docs.origin, nb.replace('.ipynb', '.html'));
         const plots = p.locator('.lora-tfjs-plot');
         expect(await plots.count()).toBe(expected);
-        for (let i = 0; i < expected; i++) {
-          await plots.nth(i).locator('svg.main-svg').first().waitFor({ state: 'attached', timeout: 20_000 });
-          expect(await plots.nth(i).locator('.plot-container .cartesianlayer, .plot-container .heatmaplayer, .plot-container .barlayer').count()).toBeGreaterThan(0);
+        for (let k = 0; k < expected; k++) {
+          await plots.nth(k).locator('svg.main-svg').first().waitFor({ state: 'attached', timeout: 20_000 });
+          expect(await plots.nth(k).locator('.plot-container .cartesianlayer, .plot-container .heatmaplayer, .plot-container .barlayer').count()).toBeGreaterThan(0);
         }
+        expect(await p.locator('script[src="plotly.min.js"]').count()).toBe(expected > 0 ? 1 : 0);
+        const header = await pageHeader(p);
+        expect(header.home).toBe('index.html');
+        expect(header.prev).toBe(i === 0 ? null : `${names[i - 1]}.html`);
+        expect(header.next).toBe(i === names.length - 1 ? null : `${names[i + 1]}.html`);
+        // The status, run time and check the index shows for this notebook.
+        const [, seconds, check] = /passed ([\d.]+ s) (.*)$/.exec(rows.get(names[i]) ?? '') ?? [];
+        expect(header.text).toContain(`passed run time ${seconds} · ${check} · backend ${BACKEND}`);
+        const { checked, broken } = await brokenReferences(p, docs.origin);
+        expect(broken).toEqual([]);
+        expect(checked.filter((r) => r.tag === 'a' && r.url.startsWith(docs.origin) && r.url.endsWith('.html')).length).toBeGreaterThanOrEqual(i === 0 || i === names.length - 1 ? 3 : 5);
         expect(errors).toEqual([]);
         expect(blocked).toEqual([]); // the page asked for nothing outside the docs folder
         await close();
       });
     }
+
+    it('a run with a drifted value, a failed cell and unchecked values: its docs index and pages say so', async () => {
+      expect(fixturesRun.exitCode, fixturesRun.text).toBe(1);
+      const { p, errors, blocked, close } = await openDocsPage(browser, fixtureDocs.origin, 'index.html');
+      const text = (await p.locator('body').innerText()).replace(/\s+/g, ' ');
+      expect(text).toContain('backend cpu,');
+      expect(text).toContain('0 passed, 2 failed, 1 unchecked');
+      const tr = p.locator('tbody tr');
+      expect((await tr.allInnerTexts()).map((t) => t.replace(/\s+/g, ' '))).toEqual([
+        expect.stringMatching(/^1 fixture-drift fixture-drift\.ipynb failed [\d.]+ s 1 drifted: drifting$/),
+        expect.stringMatching(/^2 fixture-throw fixture-throw\.ipynb · no page \(the run failed\) failed [\d.]+ s cell-error in cell 3 of 4$/),
+        expect.stringMatching(/^3 fixture-unchecked fixture-unchecked\.ipynb unchecked [\d.]+ s 1 of 2 values unchecked \(no cpu golden\)$/),
+      ]);
+      expect(await tr.nth(1).locator('a').count()).toBe(0);
+      expect((await brokenReferences(p, fixtureDocs.origin)).broken).toEqual([]);
+      expect(errors).toEqual([]);
+      expect(blocked).toEqual([]);
+      await close();
+      for (const [page, status, note, prev, next] of [
+        ['fixture-drift.html', 'failed', '1 drifted: drifting', null, 'fixture-unchecked.html'],
+        ['fixture-unchecked.html', 'unchecked', '1 of 2 values unchecked (no cpu golden)', 'fixture-drift.html', null],
+      ] as const) {
+        const opened = await openDocsPage(browser, fixtureDocs.origin, page);
+        const header = await pageHeader(opened.p);
+        expect(header.text).toMatch(new RegExp(`${status} run time [\\d.]+ s · ${note.replace(/[()]/g, '\\$&')} · backend cpu`));
+        expect([header.prev, header.next]).toEqual([prev, next]); // the failed notebook has no page: skipped
+        expect((await brokenReferences(opened.p, fixtureDocs.origin)).broken).toEqual([]);
+        expect(opened.errors).toEqual([]);
+        expect(opened.blocked).toEqual([]);
+        await opened.close();
+      }
+      expect(readdirSync(join(fixturesOut, 'docs')).sort()).toEqual(['fixture-drift.html', 'fixture-unchecked.html', 'index.html']);
+    });
   });
 });

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -9,11 +9,14 @@ const root = join(import.meta.dirname, '..');
 const fixtures = join(root, 'test', 'fixtures');
 const outs: string[] = [];
 
-/** Run the notebook runner on fixtures into a fresh output folder. */
-async function runner(args: string[], env: Record<string, string> = {}) {
+/**
+ * Run the notebook runner on fixtures into a fresh output folder. The fixtures' goldens sit
+ * beside them: `--goldens test/fixtures` unless `goldens` says otherwise (null: the default).
+ */
+async function runner(args: string[], env: Record<string, string> = {}, goldens: string | null = fixtures) {
   const out = mkdtempSync(join(tmpdir(), 'lora-runner-'));
   outs.push(out);
-  const r = await execa(join(root, 'node_modules', '.bin', 'tsx'), [join(root, 'scripts', 'run-notebooks.ts'), '--out', out, '--no-docs', ...args], {
+  const r = await execa(join(root, 'node_modules', '.bin', 'tsx'), [join(root, 'scripts', 'run-notebooks.ts'), '--out', out, '--no-docs', ...(goldens === null ? [] : ['--goldens', goldens]), ...args], {
     cwd: root,
     env,
     reject: false,
@@ -88,6 +91,35 @@ describe('the notebook runner fails loudly', () => {
     expect(wasm.text).toContain('1 passed, 0 failed, 0 unchecked');
   });
 
+  it('finds a golden by name in the goldens folder only: default test/goldens, or --goldens DIR; --update writes there', async () => {
+    const nb = join(fixtures, 'fixture-unchecked.ipynb');
+    const empty = mkdtempSync(join(tmpdir(), 'lora-goldens-'));
+    const copy = mkdtempSync(join(tmpdir(), 'lora-goldens-'));
+    outs.push(empty, copy);
+    copyFileSync(join(fixtures, 'fixture-unchecked.golden.json'), join(copy, 'fixture-unchecked.golden.json'));
+    const before = sha(join(fixtures, 'fixture-unchecked.golden.json'));
+    const [byDefault, inEmpty, updated] = await Promise.all([
+      runner([nb], { LORA_BACKEND: 'wasm' }, null), // the golden beside the fixture must not be found
+      runner([nb], { LORA_BACKEND: 'wasm' }, empty),
+      runner(['--update', nb], { LORA_BACKEND: 'cpu' }, copy),
+    ]);
+    for (const [r, where] of [
+      [byDefault, 'test/goldens/fixture-unchecked.golden.json'],
+      [inEmpty, join(empty, 'fixture-unchecked.golden.json')],
+    ] as const) {
+      expect(r.exitCode, r.text).toBe(3);
+      expect(r.text).toContain(`fixture-unchecked: no golden file ${where}: run with --update to create it`);
+      expect(r.text).toMatch(/fixture-unchecked\s+passed\s+[\d.]+\s+UNCHECKED \(2 of 2\)/);
+    }
+    expect(updated.exitCode, updated.text).toBe(0);
+    expect(updated.text).toContain(`golden updated: ${join(copy, 'fixture-unchecked.golden.json')} (2 values, backend cpu)`);
+    const written = JSON.parse(readFileSync(join(copy, 'fixture-unchecked.golden.json'), 'utf8')) as { backends: Record<string, unknown> };
+    expect(Object.keys(written.backends).sort()).toEqual(['cpu', 'wasm']);
+    expect(readdirSync(empty)).toEqual([]); // a plain run never writes goldens
+    expect(sha(join(fixtures, 'fixture-unchecked.golden.json'))).toBe(before);
+    expect(existsSync(join(root, 'test', 'goldens', 'fixture-unchecked.golden.json'))).toBe(false);
+  });
+
   it('on Ctrl-C stops at once, kills nbconvert and its kernel, and leaves nothing half-written', async () => {
     const out = mkdtempSync(join(tmpdir(), 'lora-runner-'));
     outs.push(out);
@@ -134,5 +166,14 @@ describe('the notebook runner fails loudly', () => {
     const r2 = await runner(['notebooks/missing.ipynb']);
     expect(r2.exitCode).toBe(2);
     expect(r2.text).toMatch(/notebook = ".*missing\.ipynb" is invalid; expected an existing \.ipynb file/);
+    // A goldens folder that is not one would leave every notebook unchecked: refused up front.
+    for (const bad of [join(root, 'test', 'no-such-goldens'), join(fixtures, 'fixture-drift.golden.json')]) {
+      const r3 = await runner(['--goldens', bad]);
+      expect(r3.exitCode).toBe(2);
+      expect(r3.text).toContain(`--goldens = ${JSON.stringify(bad)} is invalid; expected an existing folder`);
+    }
+    const r4 = await runner(['--goldens']);
+    expect(r4.exitCode).toBe(2);
+    expect(r4.text).toContain('--goldens needs a folder');
   });
 });

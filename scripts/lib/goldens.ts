@@ -163,7 +163,11 @@ export function goldenSummary(check: GoldenCheck): string {
 /** The docs index's note for a checked notebook, in words. */
 export function goldenNote(check: GoldenCheck): string {
   if (check.status === 'ok') return `${check.checked} of ${check.recorded} values within tolerance`;
-  if (check.status === 'drift') return `${check.drifts.length} drifted`;
+  if (check.status === 'drift') {
+    // Which values: a reader of the docs should not need the runner's log to know.
+    const names = [...new Set(check.drifts.map((d) => d.name))];
+    return `${check.drifts.length} drifted: ${names.slice(0, 3).join(', ')}${names.length > 3 ? `, and ${names.length - 3} more` : ''}`;
+  }
   return `${check.unchecked.length} of ${check.recorded} values unchecked (no ${check.backend} golden)`;
 }
 
