@@ -2,10 +2,15 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
     // Each file runs in its own process: the TensorFlow.js backend is process-global.
     pool: 'forks',
     testTimeout: 120_000,
     hookTimeout: 600_000,
+    projects: [
+      { extends: true, test: { name: 'suite', include: ['test/**/*.test.ts'], exclude: ['test/jupyterlab.test.ts'], sequence: { groupOrder: 0 } } },
+      // JupyterLab trains notebooks 01 and 04 in a real kernel: alone, after the rest, so that
+      // it neither slows nor is slowed by the notebook runner's timing goldens.
+      { extends: true, test: { name: 'jupyterlab', include: ['test/jupyterlab.test.ts'], sequence: { groupOrder: 1 } } },
+    ],
   },
 });

@@ -96,7 +96,7 @@ export function plotlyBundle(figure: PlotlyFigure, options: PlotlyBundleOptions)
     `  function draw() {\n` +
     `    if (note) note.remove();\n` +
     `    el.style.height = '${height}px';\n` +
-    `    window.Plotly.newPlot(el, fig.data, fig.layout, Object.assign({ responsive: true }, fig.config || {}));\n` +
+    `    window.Plotly.newPlot(el, fig.data, fig.layout, Object.assign({ responsive: true, displaylogo: false }, fig.config || {}));\n` +
     `  }\n` +
     `  if (window.Plotly) return draw();\n` +
     `  if (note) note.textContent = 'Waiting for plotly.js ...';\n` +
@@ -109,7 +109,8 @@ export function plotlyBundle(figure: PlotlyFigure, options: PlotlyBundleOptions)
     `})();</script>`;
   return {
     data: {
-      'application/vnd.plotly.v1+json': { ...figure, layout: { height, ...figure.layout } },
+      // No Plotly logo: it is a link out of an offline page.
+      'application/vnd.plotly.v1+json': { ...figure, layout: { height, ...figure.layout }, config: { displaylogo: false, ...figure.config } },
       'text/html': html,
       'text/plain': describeFigure(figure),
     },
