@@ -80,7 +80,9 @@ describe('live in the classic notebook UI', () => {
     await page.locator('.lora-tfjs-plot svg.main-svg').first().waitFor({ state: 'attached', timeout: 180_000 });
     expect(await page.locator('.lora-tfjs-plot .barlayer').count()).toBeGreaterThan(0);
     const text = await page.locator('.output_area').allInnerTexts();
-    expect(text.join('\n')).toContain('Trainable parameters: 17,664');
+    // A row of notebook 01's comparison table, sent by showTable and rendered from its HTML.
+    expect(await page.locator('.output_area table.lora-tfjs-table').count()).toBeGreaterThan(0);
+    expect(text.join('\n')).toMatch(/rank 2\s+Trainable parameters\s+17,664\s+17,664\s+yes/);
     expect(errors).toEqual([]);
     expect(outside.filter((u) => !u.startsWith('data:'))).toEqual([]);
     await close();
