@@ -83,7 +83,7 @@ export {
   rankSweepFigure,
 } from './notebook/plot.js';
 export { type DisplayBundle, type PlotlyBundleOptions, displayBundle, plotlyBundle, plotlySource, showPlot } from './notebook/display.js';
-export { type RecordedValue, type Tolerance, record } from './notebook/record.js';
+export { type RecordedValue, type Tolerance, record, recordBundle } from './notebook/record.js';
 // Rich tables: HTML for notebook frontends, aligned text for plain-text views and consoles.
 export { type CellAlign, type CellFormat, type TableColumn, type TableOptions, type TableRow, showTable, tableBundle } from './notebook/table.js';
 export { DIGITS_PIXELS, DIGITS_SIDE, DIGITS_TRANSFORMS, type Digits, type DigitsTransform, accuracy, asciiDigit, classCounts, defaultDigitsPath, digitsSubset, digitsTensors, loadDigits, parseDigitsCsv, splitIndices, transformImages } from './notebook/digits.js';
