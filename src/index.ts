@@ -4,7 +4,7 @@
  * Folders: `core/` (adapters, the layer and its forward math, the models, training),
  * `layers/` (LoRA for tfjs Layers models: Dense, Embedding, Conv2D; addLoRA, merge),
  * `runtime/` (backends), `formats/` (safetensors, PEFT, PyTorch weights: bytes only),
- * `node/` (files on disk), `notebook/` (display, figures, records), `util/`.
+ * `node/` (files on disk), `notebook/` (display, figures, tables, records), `util/`.
  */
 export * as tf from '@tensorflow/tfjs-core';
 export { BACKENDS, type BackendName, backendSummary, initBackend } from './runtime/backend.js';
@@ -84,7 +84,9 @@ export {
 } from './notebook/plot.js';
 export { type DisplayBundle, displayBundle } from './notebook/display.js';
 export { CHART_NOT_RUN, CHART_NO_PLOTLY, PLOTLY_DELIVERY_VAR, type PlotlyBundleOptions, type PlotlyDelivery, plotlyBundle, plotlyDelivery, plotlySource, showPlot } from './notebook/chart.js';
-export { type RecordedValue, type Tolerance, record } from './notebook/record.js';
+export { type RecordedValue, type Tolerance, record, recordBundle } from './notebook/record.js';
+// Rich tables: HTML for notebook frontends, aligned text for plain-text views and consoles.
+export { type CellAlign, type CellFormat, type TableColumn, type TableOptions, type TableRow, showTable, tableBundle } from './notebook/table.js';
 export { DIGITS_PIXELS, DIGITS_SIDE, DIGITS_TRANSFORMS, type Digits, type DigitsTransform, accuracy, asciiDigit, classCounts, defaultDigitsPath, digitsSubset, digitsTensors, loadDigits, parseDigitsCsv, splitIndices, transformImages } from './notebook/digits.js';
 export { type RatioSpread, type Timing, type TimingComparison, compareTimings, ratioSpread, summarize, timeIt } from './util/timing.js';
 export { maxAbsDiff, norm, sample } from './util/metrics.js';

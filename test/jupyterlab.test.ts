@@ -83,6 +83,8 @@ async function runAll(page: Page): Promise<void> {
   );
   const errors = await page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]').allInnerTexts();
   expect(errors.filter((e) => /Error|error TS/.test(e))).toEqual([]);
+  // record() values are for the runner, not the reader: nothing of them shows.
+  expect(await page.locator('.jp-OutputArea-output', { hasText: 'recorded ' }).count()).toBe(0);
 }
 
 /** Open `file` as the only document (`reset`: no restored workspace) and wait for its kernel. */

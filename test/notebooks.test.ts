@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readNotebook, recordTraces } from '../scripts/lib/notebook-run.js';
 import { launchChromium } from './browser.js';
 import { brokenReferences, openDocsPage, pageHeader, serveFolder } from './docs-site.js';
 
@@ -56,14 +57,24 @@ describe('the seven notebooks, run headless, and their HTML docs', () => {
 
   it(`compares every recorded value with the ${BACKEND} golden: the summary counts all of them`, () => {
     for (const nb of notebooks) {
-      const executed = JSON.parse(readFileSync(join(out, 'notebooks', nb), 'utf8')) as { cells: Array<{ outputs?: Array<{ data?: Record<string, unknown> }> }> };
-      const records = executed.cells.flatMap((c) => c.outputs ?? []).flatMap((o) => (o.data?.[RECORD_MIME] === undefined ? [] : [o.data[RECORD_MIME] as { name: string; backend: string }]));
+      const executed = JSON.parse(readFileSync(join(out, 'notebooks', nb), 'utf8')) as { cells: Array<{ outputs?: Array<{ metadata?: Record<string, unknown> }> }> };
+      // record() sends each value in a display message's metadata, with no data to render.
+      const records = executed.cells.flatMap((c) => c.outputs ?? []).flatMap((o) => (o.metadata?.[RECORD_MIME] === undefined ? [] : [o.metadata[RECORD_MIME] as { name: string; backend: string }]));
       const golden = JSON.parse(readFileSync(join(root, 'test', 'goldens', nb.replace('.ipynb', '.golden.json')), 'utf8')) as { backends: Record<string, Record<string, unknown>> };
       expect(records.length, nb).toBeGreaterThan(0);
       expect(new Set(records.map((r) => r.backend)), nb).toEqual(new Set([BACKEND]));
       expect(records.map((r) => r.name).sort(), nb).toEqual(Object.keys(golden.backends[BACKEND]).sort());
       const n = records.length;
       expect(run.text).toMatch(new RegExp(`${nb.replace('.ipynb', '')}\\s+passed\\s+[\\d.]+\\s+ok \\(${n} of ${n}\\)`));
+    }
+  });
+
+  it('shows readers no recorded value: no "recorded " text in any output, and no record where it would leave a gap', () => {
+    for (const nb of notebooks) {
+      const executed = readNotebook(join(out, 'notebooks', nb));
+      const shown = executed.cells.flatMap((c) => c.outputs ?? []).map((o) => JSON.stringify([o.text, o.data]));
+      expect(shown.filter((s) => s.includes('recorded ')), nb).toEqual([]);
+      expect(recordTraces(executed), nb).toEqual([]);
     }
   });
 

@@ -56,17 +56,47 @@ export function readNotebook(path: string): NotebookJson {
 
 const sourceOf = (s: string | string[]): string => (Array.isArray(s) ? s.join('') : s);
 
-/** The values a notebook's cells recorded, in order. */
+/**
+ * The values a notebook's cells recorded, in order. `record()` sends each as a display
+ * message with no data and the value in its metadata under RECORD_MIME (so no frontend
+ * shows it); any other output, including a value under RECORD_MIME in `data`, is not a record.
+ */
 export function recordsOf(nb: NotebookJson): Recorded[] {
   const out: Recorded[] = [];
   for (const cell of nb.cells) {
     for (const o of cell.outputs ?? []) {
-      const data = o.data as Record<string, unknown> | undefined;
-      const r = data?.[RECORD_MIME] as Recorded | undefined;
+      if (o.output_type !== 'display_data') continue;
+      const r = (o.metadata as Record<string, unknown> | undefined)?.[RECORD_MIME] as Recorded | undefined;
       if (r !== undefined) out.push(r);
     }
   }
   return out;
+}
+
+const isRecord = (o: Record<string, unknown>) => o.output_type === 'display_data' && (o.metadata as Record<string, unknown> | undefined)?.[RECORD_MIME] !== undefined;
+
+/**
+ * Where a notebook's records would still leave a visible trace, though they render nothing:
+ * a cell whose only outputs are records gets an empty output area (JupyterLab), and a record
+ * between two outputs of the same stream splits the printed text into two blocks with a gap
+ * (the classic notebook). Record in cells that print, after the printing or before it.
+ */
+export function recordTraces(nb: NotebookJson): string[] {
+  const problems: string[] = [];
+  nb.cells.forEach((cell, i) => {
+    const outputs = cell.outputs ?? [];
+    if (outputs.length > 0 && outputs.every(isRecord)) problems.push(`cell ${i}: its only outputs are records (an empty output area in JupyterLab)`);
+    outputs.forEach((o, j) => {
+      if (!isRecord(o)) return;
+      const before = outputs.slice(0, j).reverse().find((p) => !isRecord(p));
+      const after = outputs.slice(j + 1).find((p) => !isRecord(p));
+      if (before?.output_type === 'stream' && after?.output_type === 'stream' && before.name === after.name) {
+        const name = (o.metadata as Record<string, { name?: unknown }>)[RECORD_MIME]?.name;
+        problems.push(`cell ${i}: record ${JSON.stringify(name)} between two ${String(before.name)} outputs (two blocks in the classic notebook)`);
+      }
+    });
+  });
+  return problems;
 }
 
 /**

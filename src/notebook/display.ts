@@ -17,7 +17,7 @@ export interface DisplayBundle {
 /** Marks the inline plotly.js script, so the docs build can swap it for a shared file. */
 export const PLOTLY_SCRIPT_MARKER = 'data-lora-tfjs-plotly';
 
-/** The mime type of a recorded regression value (see `record`). */
+/** The key of a recorded regression value in a display message's metadata (see `record`). */
 export const RECORD_MIME = 'application/vnd.lora-tfjs.record+json';
 
 /**
