@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Browser } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CHART_NOT_RUN, CHART_NO_PLOTLY, initBackend, lossCurvesFigure, plotlyBundle, plotlyDelivery, showPlot } from '../src/index.js';
 import { executingClientSession, followClientSessions } from '../src/notebook/tslab.js';
 import { launchChromium } from './browser.js';
@@ -91,6 +91,20 @@ describe('plotly.js is sent once per page (client session)', () => {
     for (const s of sent) expect(Object.keys(s.data).sort()).toEqual(['application/vnd.plotly.v1+json', 'text/html', 'text/plain']);
     const ids = sent.map((s) => /<div id="([^"]+)"/.exec(s.data['text/html'] as string)?.[1]);
     expect(new Set(ids).size).toBe(sent.length);
+  });
+
+  it('loading lora-tfjs in a kernel starts following sessions, so the first chart of a page is known as that page', async () => {
+    const { mod, sent, execute } = fakeTslab();
+    cache[FAKE] = { exports: mod };
+    vi.resetModules();
+    let chart: typeof import('../src/notebook/chart.js') | null = null;
+    // The import cell: the module loads inside this request.
+    const loading = import('../src/notebook/chart.js').then((m) => (chart = m));
+    execute('page-7', () => undefined);
+    await loading;
+    execute('page-7', () => chart?.showPlot(fig));
+    execute('page-7', () => chart?.showPlot(fig));
+    expect(sent.map(inlined)).toEqual([true, false]);
   });
 
   it('LORA_PLOTLY=extension never sends plotly.js; a bad value is refused, naming the variable', () => {
@@ -205,6 +219,24 @@ describe('the HTML fallback in a browser: a chart, or one line saying what to do
     expect(before.height).toBeLessThan(100); // and not a 460 px blank
     expect(after.drawn).toBe(1);
     expect(after.message).toEqual([]);
+    expect(errors).toEqual([]);
+  });
+
+  it('a chart id seen before in the page (an old output) does not steal the new chart', async () => {
+    const old = plotlyBundle(fig, { id: 'same', plotly: null }).data['text/html'] as string;
+    const fresh = plotlyBundle(fig, { id: 'same', plotly }).data['text/html'] as string;
+    // Scripts of the old output never ran (untrusted); the new one must draw into its own box.
+    const { before } = await show(`<div>${old.replace(/<script[\s\S]*?<\/script>/g, '')}</div>\n${fresh}`);
+    expect(before.drawn).toBe(1);
+    expect(before.message).toEqual([CHART_NOT_RUN]); // the old box keeps its own message
+  });
+
+  it('when plotly.js fails to draw: a one-line message, not an empty 460 px box', async () => {
+    const broken = 'window.Plotly = { newPlot: function () { return Promise.reject(new Error("bad figure")); } };';
+    const { before, errors } = await show(plotlyBundle(fig, { id: 'c5', plotly: broken }).data['text/html'] as string, { after: 300 });
+    expect(before.drawn).toBe(0);
+    expect(before.message).toEqual(['Chart not drawn: plotly.js failed (bad figure)']);
+    expect(before.height).toBeLessThan(100);
     expect(errors).toEqual([]);
   });
 

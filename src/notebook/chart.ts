@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { PLOTLY_SCRIPT_MARKER, type DisplayBundle, displayBundle } from './display.js';
 import { type PlotlyFigure, checkFigure, describeFigure } from './plot.js';
-import { executingClientSession, followClientSessions, kernelWriter } from './tslab.js';
+import { executingClientSession, followClientSessions, kernelWriter, tslabJupyterModule } from './tslab.js';
 import { invalid } from '../util/validate.js';
 
 /**
@@ -90,20 +90,24 @@ export function plotlyBundle(figure: PlotlyFigure, options: PlotlyBundleOptions)
     `<p class="lora-tfjs-plot-message" style="margin:0;padding:.5em .75em;border:1px dashed #d0a000;background:#fffbe6;color:#5c4400;font:13px system-ui,sans-serif">${escapeHtml(CHART_NOT_RUN)}</p></div>\n` +
     `<script type="text/javascript">(function () {\n` +
     `  var id = ${JSON.stringify(options.id)}, fig = ${json}, script = document.currentScript;\n` +
-    `  var el = document.getElementById(id) || (script && script.previousElementSibling);\n` +
+    // The div just before this script first: an id can repeat in a page that shows old outputs.
+    `  var prev = script && script.previousElementSibling;\n` +
+    `  var el = prev && prev.id === id ? prev : document.getElementById(id);\n` +
     `  if (!el) return;\n` +
     `  var note = el.querySelector('.lora-tfjs-plot-message');\n` +
+    `  function say(text) { if (note) { note.textContent = text; if (note.parentNode !== el) { el.innerHTML = ''; el.appendChild(note); } } el.style.height = ''; }\n` +
     `  function draw() {\n` +
-    `    if (note) note.remove();\n` +
+    `    if (note && note.parentNode === el) el.removeChild(note);\n` +
     `    el.style.height = '${height}px';\n` +
-    `    window.Plotly.newPlot(el, fig.data, fig.layout, Object.assign({ responsive: true, displaylogo: false }, fig.config || {}));\n` +
+    `    Promise.resolve().then(function () { return window.Plotly.newPlot(el, fig.data, fig.layout, Object.assign({ responsive: true, displaylogo: false }, fig.config || {})); })\n` +
+    `      .catch(function (e) { say('Chart not drawn: plotly.js failed (' + String(e && e.message || e) + ')'); });\n` +
     `  }\n` +
     `  if (window.Plotly) return draw();\n` +
     `  if (note) note.textContent = 'Waiting for plotly.js ...';\n` +
     `  var waited = 0, timer = setInterval(function () {\n` +
     `    waited += 100;\n` +
     `    if (window.Plotly) { clearInterval(timer); draw(); }\n` +
-    `    else if (waited === ${WAIT_MS} && note) note.textContent = ${JSON.stringify(CHART_NO_PLOTLY)};\n` +
+    `    else if (waited === ${WAIT_MS}) say(${JSON.stringify(CHART_NO_PLOTLY)});\n` +
     `    else if (waited > 600000) clearInterval(timer);\n` +
     `  }, 100);\n` +
     `})();</script>`;
@@ -143,11 +147,19 @@ export function showPlot(figure: PlotlyFigure, options: { height?: number } = {}
     // If tslab's internals changed, fall back to once per execute request: larger files, never an empty chart.
     inline = tracked ? !pagesWithPlotly.has(page) : requestWithPlotly !== write;
   }
+  const height = options.height ?? 460;
+  if (typeof height !== 'number' || !Number.isFinite(height) || height <= 0) invalid('showPlot', 'height', height, 'a positive number of pixels');
   chartCount += 1;
-  const id = `lora-tfjs-plot-${process.pid}-${chartCount}`;
-  const bundle = plotlyBundle(figure, { id, plotly: inline ? plotlySource() : null, height: options.height });
+  // Unique across kernels too: a page can show saved outputs of an earlier kernel (whose pid may have been the same).
+  const id = `lora-tfjs-plot-${Math.random().toString(36).slice(2, 10)}-${chartCount}`;
+  const bundle = plotlyBundle(figure, { id, plotly: inline ? plotlySource() : null, height });
   if (displayBundle(bundle) && inline) {
     pagesWithPlotly.add(page);
     requestWithPlotly = write;
   }
 }
+
+// Follow client sessions from the moment lora-tfjs loads in a kernel (the import cell), so
+// that the first chart's request already has its session: otherwise that chart would count
+// as an unknown page and the next chart from the same page would carry plotly.js again.
+if (tslabJupyterModule() !== null) followClientSessions();
