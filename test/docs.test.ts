@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -235,6 +235,19 @@ describe('the docs site (scripts/lib/docs.ts)', () => {
     expect(indexHtml([entry('x', { title: '"><img src=x>' })], run)).not.toContain('<img');
   });
 
+  it("escapes the page's own header and <title>, and takes $-patterns in a title as text", () => {
+    for (const title of ["Cost $' dollars", 'A $` B', '$& and $$', '<script>x</script>']) {
+      const entries = [entry('01-a', { title, note: '<img src=x onerror=alert(1)>' }), entry('02-b')];
+      const page = docPage(nbconvertPage('<p>x</p>'), entries, '01-a', { ...run, backend: '<b>wasm</b>' });
+      const head = page.slice(0, page.indexOf('<p>x</p>'));
+      expect(head, title).toContain(`<title>${escapeHtml(title)} · lora-tfjs notebooks</title>`);
+      expect(head.match(/<title>/g), title).toHaveLength(1);
+      expect(head).not.toContain('<img');
+      expect(head).not.toContain('<b>wasm');
+      expect(head).not.toContain('<script>x');
+    }
+  });
+
   it('falls back to the body tag without the template markers, and refuses a page with neither', () => {
     const page = docPage(nbconvertPage('<p>x</p>', { markers: false }), three, '02-b', run);
     expect(page).toMatch(/<body class="jp-Notebook" data-jp-theme-light="true"><header class="lora-docs-header">/);
@@ -295,6 +308,12 @@ describe('the docs site (scripts/lib/docs.ts)', () => {
       const bare = setup({ '01-a': nbconvertPage('<p>a</p>') });
       writeSite(bare.docs, [entry('01-a')], bare.rendered, run, join(bare.dir, 'plotly.src.js'));
       expect(readdirSync(bare.docs).sort()).toEqual(['01-a.html', 'index.html']);
+    });
+
+    it('a page refused after another was built writes nothing: the previous site stays whole', () => {
+      const { dir, docs, rendered } = setup({ '01-a': nbconvertPage('<p>a</p>'), '02-b': nbconvertPage('<script type="module">import("https://cdnjs.example/mermaid.mjs")</script>') });
+      expect(() => writeSite(docs, [entry('01-a'), entry('02-b')], rendered, run, join(dir, 'plotly.src.js'))).toThrow(/02-b\.html would load or link outside/);
+      expect(existsSync(docs) ? readdirSync(docs) : []).toEqual([]);
     });
 
     it('refuses a page that would still reach outside the docs folder, naming the page and the reference', () => {

@@ -173,7 +173,8 @@ export function docPage(html: string, entries: readonly DocEntry[], name: string
   out = inject(out, MARKERS.head, chrome.head, /<\/head\s*>/i, false);
   out = inject(out, MARKERS.header, chrome.header, /<body\b[^>]*>/i, true);
   out = inject(out, MARKERS.footer, chrome.footer, /<\/body\s*>/i, false);
-  return out.replace(/<title>[\s\S]*?<\/title>/i, `<title>${escapeHtml(e.title)} · lora-tfjs notebooks</title>`);
+  // A function, not a string: `$&`, `$'` in a title are text, not replacement patterns.
+  return out.replace(/<title>[\s\S]*?<\/title>/i, () => `<title>${escapeHtml(e.title)} · lora-tfjs notebooks</title>`);
 }
 
 /** The landing page: what LoRA is, the notebooks with this run's results, how to run them. */
@@ -265,7 +266,8 @@ export async function renderHtml(jupyter: string, executed: readonly string[], t
  * folder (a template that no longer drops nbconvert's CDN scripts, say), naming what.
  */
 export function writeSite(docsDir: string, entries: readonly DocEntry[], rendered: ReadonlyMap<string, string>, run: RunInfo, plotlyFile: string): void {
-  let charts = false;
+  // Every page built and checked before any is written: a refused page leaves the old site whole.
+  const pages = new Map<string, string>();
   for (const e of entries) {
     if (e.page === null) continue;
     const raw = rendered.get(e.name);
@@ -273,9 +275,10 @@ export function writeSite(docsDir: string, entries: readonly DocEntry[], rendere
     const page = docPage(readFileSync(raw, 'utf8'), entries, e.name, run);
     const external = externalReferences(page);
     if (external.length > 0) throw new Error(`docs: ${e.page} would load or link outside the docs folder:\n  ${external.join('\n  ')}`);
-    writeFileAtomic(join(docsDir, e.page), page);
-    charts ||= page.includes(`${PLOTLY_SCRIPT_MARKER}="file"`);
+    pages.set(e.page, page);
   }
+  const charts = [...pages.values()].some((page) => page.includes(`${PLOTLY_SCRIPT_MARKER}="file"`));
+  for (const [file, page] of pages) writeFileAtomic(join(docsDir, file), page);
   if (charts) writeFileAtomic(join(docsDir, PLOTLY_FILE), readFileSync(plotlyFile));
   writeFileAtomic(join(docsDir, 'index.html'), indexHtml(entries, run));
 }
