@@ -10,7 +10,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -33,47 +33,44 @@ if (choice === undefined) {
 }
 const [jupyter, app] = choice;
 if (!existsSync(folder)) fail(`folder = ${JSON.stringify(folder)} does not exist; expected a folder of notebooks inside ${root}`);
+if (relative(root, folder).startsWith('..')) console.warn(`lab: ${folder} is outside ${root}: its notebooks will not resolve \`import "lora-tfjs"\``);
 
 if (!existsSync(join(jupyterPath, 'kernels', 'tslab', 'kernel.json'))) {
   const made = spawnSync(process.execPath, [join(root, 'scripts', 'kernel.mjs')], { stdio: 'inherit' });
   if (made.status !== 0) fail('could not register the tslab kernel (node scripts/kernel.mjs)');
 }
 
+// Where that Jupyter looks (with this environment): its data, config and runtime folders.
+let paths = { data: [], config: [], runtime: [] };
+try {
+  paths = { ...paths, ...JSON.parse(spawnSync(jupyter, ['--paths', '--json'], { env, encoding: 'utf8' }).stdout) };
+} catch {
+  /* an old jupyter_core without --json: no extension detection, URL from polling */
+}
+
 // Plotly's JupyterLab extension draws the chart's JSON itself, so plotly.js need not be saved
-// in the notebook. Asked of that JupyterLab's own Python: where its extensions are and which
-// are disabled (`jupyter labextension list` says the same but takes ~15 s).
-const PLOTLY_EXTENSION = `
-import json, os
-from jupyter_core.paths import jupyter_path, jupyter_config_path
-name = 'jupyterlab-plotly'
-# The frontend disables plugins by their id: the package name alone leaves this one running.
-plugin = '@jupyterlab/plotly-extension'
-installed = any(os.path.exists(os.path.join(p, 'labextensions', name, 'package.json')) for p in jupyter_path())
-disabled = False
-for p in jupyter_config_path():
-    try:
-        with open(os.path.join(p, 'labconfig', 'page_config.json')) as f:
-            d = json.load(f).get('disabledExtensions', {})
-    except (OSError, ValueError, AttributeError):
-        continue
-    keys = [k for k, v in d.items() if v is True] if isinstance(d, dict) else list(d) if isinstance(d, list) else []
-    disabled = disabled or any(k == plugin or k.startswith(plugin + ':') for k in keys)
-print('extension' if installed and not disabled else 'inline')
-`;
-function pythonOf(command) {
-  const path = command.includes('/') ? command : spawnSync('sh', ['-c', `command -v ${command}`], { encoding: 'utf8' }).stdout.trim();
-  try {
-    const first = readFileSync(path, 'utf8').slice(0, 300).split('\n')[0];
-    return first.startsWith('#!') ? first.slice(2).trim().split(/\s+/)[0] : null;
-  } catch {
-    return null;
-  }
+// in the notebook. Installed: its labextension folder on a data path; disabled: its plugin id
+// (`@jupyterlab/plotly-extension:…`; disabling the package name `jupyterlab-plotly` leaves the
+// renderer running) in a labconfig/page_config.json. `jupyter labextension list` says the same
+// in ~15 s.
+function plotlyExtension() {
+  const installed = paths.data.some((d) => existsSync(join(d, 'labextensions', 'jupyterlab-plotly', 'package.json')));
+  const plugin = '@jupyterlab/plotly-extension';
+  const disabled = paths.config.some((d) => {
+    try {
+      const v = JSON.parse(readFileSync(join(d, 'labconfig', 'page_config.json'), 'utf8')).disabledExtensions ?? {};
+      const keys = Array.isArray(v) ? v : Object.keys(v).filter((k) => v[k] === true);
+      return keys.some((k) => k === plugin || String(k).startsWith(`${plugin}:`));
+    } catch {
+      return false;
+    }
+  });
+  return installed && !disabled;
 }
-if (env.LORA_PLOTLY === undefined && app === 'lab') {
-  const python = pythonOf(jupyter);
-  const asked = python === null ? null : spawnSync(python, ['-c', PLOTLY_EXTENSION], { env, encoding: 'utf8' });
-  env.LORA_PLOTLY = asked?.status === 0 && asked.stdout.trim() === 'extension' ? 'extension' : 'inline';
+if (env.LORA_PLOTLY !== undefined && env.LORA_PLOTLY !== 'inline' && env.LORA_PLOTLY !== 'extension') {
+  fail(`LORA_PLOTLY = ${JSON.stringify(env.LORA_PLOTLY)} is invalid; expected "inline" (plotly.js with the first chart of each page) or "extension" (Plotly's JupyterLab extension draws the charts), or unset to detect`);
 }
+if (env.LORA_PLOTLY === undefined) env.LORA_PLOTLY = app === 'lab' && plotlyExtension() ? 'extension' : 'inline';
 console.log(
   env.LORA_PLOTLY === 'extension'
     ? 'lab: Plotly extension found: charts are saved as Plotly JSON only (small notebooks)'
@@ -96,17 +93,30 @@ const extra = [
   ...(typeof process.getuid === 'function' && process.getuid() === 0 && !given('allow-root') ? ['--allow-root'] : []),
 ];
 const child = spawn(jupyter, [app, folder, ...extra, ...args], { env, stdio: 'inherit' });
-for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
+// SIGTERM for both: with stdin not a terminal (CI, IDE task runners, docker without -t),
+// jupyter_server takes SIGINT as KeyboardInterrupt and exits without shutting its kernels down.
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill('SIGTERM'));
 child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
 
-// The server's own banner scrolls away among its logs: say where it is once it answers.
-const host = args.find((a) => a.startsWith('--ip='))?.slice(5) ?? '127.0.0.1';
-const url = `http://${host === '0.0.0.0' || host === '' ? '127.0.0.1' : host}:${port}`;
+// The server's own banner scrolls away among its logs (and hides the token): say where it is
+// once it answers, from the file the server writes for itself (its real port, if it had to move).
 const deadline = Date.now() + 120_000;
+const fallback = `http://127.0.0.1:${port}/`;
 while (Date.now() < deadline && child.exitCode === null) {
+  let info = null;
+  for (const dir of paths.runtime) {
+    for (const name of [`jpserver-${child.pid}.json`, `nbserver-${child.pid}.json`]) {
+      try {
+        info = JSON.parse(readFileSync(join(dir, name), 'utf8'));
+      } catch {
+        /* not written yet */
+      }
+    }
+  }
+  const url = typeof info?.url === 'string' ? (info.url.endsWith('/') ? info.url : `${info.url}/`) : fallback;
   try {
-    if ((await fetch(`${url}/api/status?token=${token}`)).ok) {
-      console.log(`\nlab: jupyter ${app} (${jupyter === venv ? 'project venv' : 'PATH'}) is running; open\n\n    ${url}/${app === 'lab' ? 'lab' : 'tree'}?token=${token}\n`);
+    if ((await fetch(`${url}api/status?token=${token}`)).ok) {
+      console.log(`\nlab: jupyter ${app} (${jupyter === venv ? 'project venv' : 'PATH'}) is running; open\n\n    ${url}${app === 'lab' ? 'lab' : 'tree'}?token=${token}\n`);
       break;
     }
   } catch {

@@ -6,7 +6,7 @@
 // without it. Uses the package indexes pip is configured with as *the* index, so pip does not
 // spend minutes retrying an unreachable public index.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -25,7 +25,12 @@ const fail = (message) => {
 };
 
 const has = () => existsSync(python) && run(python, ['-c', CHECK]).status === 0;
+// The checkout's package.json says "type": "module", which would make Node load the .js files
+// JupyterLab ships in the venv (its bundled yarn) as ES modules: they fail, noisily, on every
+// `jupyter lab` start. A package.json of the venv's own keeps them CommonJS.
+const markVenv = () => existsSync(venv) && writeFileSync(join(venv, 'package.json'), '{}\n');
 if (has()) {
+  markVenv();
   console.log(`setup:python: ${run(python, ['-c', CHECK]).stdout.trim()} already in ${venv}`);
   process.exit(0);
 }
@@ -48,4 +53,5 @@ if (pip.status !== 0 || !has()) {
       'or set LORA_PEFT_PYTHON to a Python that has torch, peft and safetensors.',
   );
 }
+markVenv();
 console.log(`setup:python: ${run(python, ['-c', CHECK]).stdout.trim()}`);
