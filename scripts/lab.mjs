@@ -88,7 +88,8 @@ const token = env.JUPYTER_TOKEN ?? randomBytes(24).toString('hex');
 env.JUPYTER_TOKEN = token; // read by jupyter_server and the classic notebook alike
 const port = given('port') ? Number(args.find((a) => a.startsWith('--port='))?.slice(7) ?? args[args.indexOf('--port') + 1]) : await freePort(8888);
 const extra = [
-  ...(given('port') ? [] : [`--port=${port}`, '--ServerApp.port_retries=0']),
+  // If another server takes the port meanwhile, jupyter moves on; the URL printed below is read from the server.
+  ...(given('port') ? [] : [`--port=${port}`]),
   ...(given('ip') ? [] : ['--ip=127.0.0.1']),
   ...(typeof process.getuid === 'function' && process.getuid() === 0 && !given('allow-root') ? ['--allow-root'] : []),
 ];
