@@ -114,7 +114,12 @@ while (Date.now() < deadline && child.exitCode === null) {
       }
     }
   }
-  const url = typeof info?.url === 'string' ? (info.url.endsWith('/') ? info.url : `${info.url}/`) : fallback;
+  // Only the server's own file says which port is its own: another server may answer on the one asked for.
+  const url = typeof info?.url === 'string' ? (info.url.endsWith('/') ? info.url : `${info.url}/`) : paths.runtime.length === 0 ? fallback : null;
+  if (url === null) {
+    await new Promise((r) => setTimeout(r, 250));
+    continue;
+  }
   try {
     if ((await fetch(`${url}api/status?token=${token}`)).ok) {
       console.log(`\nlab: jupyter ${app} (${jupyter === venv ? 'project venv' : 'PATH'}) is running; open\n\n    ${url}${app === 'lab' ? 'lab' : 'tree'}?token=${token}\n`);

@@ -109,7 +109,8 @@ export function jupyterLabSuite(extension: boolean): void {
     // A folder inside notebooks/ (so `import "lora-tfjs"` resolves), served as JupyterLab's root.
     const dir = mkdtempSync(join(root, 'notebooks', '.lab-check-'));
     const config = mkdtempSync(join(tmpdir(), 'lora-lab-config-'));
-    const token = 'lora-lab-test';
+    // One token per setup: the two run side by side, and a mix-up between their servers must fail.
+    const token = `lora-lab-${extension ? 'extension' : 'plain'}`;
     let lab: ChildProcess;
     let stdout = '';
     let url = '';
