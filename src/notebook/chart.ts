@@ -1,9 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { PLOTLY_SCRIPT_MARKER, type DisplayBundle, displayBundle } from './display.js';
+import { PLOTLY_SCRIPT_MARKER, type DisplayBundle, displayBundle, escapeHtml } from './display.js';
 import { type PlotlyFigure, checkFigure, describeFigure } from './plot.js';
-import { executingClientSession, followClientSessions, kernelWriter, tslabJupyterModule } from './tslab.js';
+import { executingClientSession, followClientSessions, kernelWriter, nodeRequire, tslabJupyterModule } from './tslab.js';
 import { invalid } from '../util/validate.js';
 
 /**
@@ -41,10 +40,6 @@ export function plotlyDelivery(env: Record<string, string | undefined> = process
   return invalid('plotlyDelivery', PLOTLY_DELIVERY_VAR, v, '"inline" (plotly.js sent with the first chart of each page) or "extension" (only the chart\'s JSON: JupyterLab with the plotly extension)');
 }
 
-function nodeRequire(): NodeRequire {
-  return typeof require === 'function' ? require : createRequire(join(process.cwd(), 'index.js'));
-}
-
 /** plotly.min.js (minified from `plotly.js-dist` at build time), else the package's own file. */
 export function plotlySource(): string {
   const built = typeof __dirname === 'string' ? join(__dirname, 'plotly.min.js') : null;
@@ -61,8 +56,6 @@ export interface PlotlyBundleOptions {
   /** Chart height in pixels (default 460). */
   height?: number;
 }
-
-const escapeHtml = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 /**
  * The display bundle of a chart: `application/vnd.plotly.v1+json` (a JSON object),

@@ -14,6 +14,11 @@ export interface DisplayBundle {
   metadata: Record<string, unknown>;
 }
 
+/** Text made safe to place in HTML (element content or a quoted attribute). */
+export function escapeHtml(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
+}
+
 /** Marks the inline plotly.js script, so the docs build can swap it for a shared file. */
 export const PLOTLY_SCRIPT_MARKER = 'data-lora-tfjs-plotly';
 

@@ -3,7 +3,7 @@
  * (an HTML table for JupyterLab, the classic notebook and nbconvert's HTML, and the same
  * table as aligned text), and `showTable` sends it. Pure data in, data out; no tensors.
  */
-import { type DisplayBundle, displayBundle } from './display.js';
+import { type DisplayBundle, displayBundle, escapeHtml } from './display.js';
 import { invalid } from '../util/validate.js';
 
 /**
@@ -173,7 +173,6 @@ function resolveColumns(where: string, rows: TableRow[], columns: unknown): Reso
   });
 }
 
-const escapeHtml = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
 
 /** Width in characters as a monospace terminal shows them (code points; wide CJK characters are not measured). */
 const width = (s: string) => [...s].length;

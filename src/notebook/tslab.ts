@@ -21,8 +21,8 @@ interface JupyterModule {
   JupyterHandlerImpl?: { prototype: Record<string | symbol, unknown> };
 }
 
-function nodeRequire(): NodeRequire {
-  // dist/ is CommonJS, which is what a kernel loads; ESM callers (tests) use createRequire.
+/** The `require` of this process: dist/ is CommonJS (what a kernel loads); ESM callers (tests) get one from createRequire. */
+export function nodeRequire(): NodeRequire {
   return typeof require === 'function' ? require : createRequire(join(process.cwd(), 'index.js'));
 }
 
