@@ -1,30 +1,87 @@
 #!/usr/bin/env node
-// Builds the library to dist/ (CommonJS + .d.ts, which tslab's TypeScript 5.0.4 reads) and
-// links the project into its own node_modules so notebooks import it by package name.
-// Runs on `npm install` (postinstall) and `npm run build`.
+// Builds the library into dist/ (development and `npm pack` only: the published package ships
+// dist/ prebuilt, and installing it runs nothing):
+//   dist/cjs/  CommonJS + .d.ts (what require() and tslab's TypeScript 5.0.4 read)
+//   dist/esm/  ES modules + .d.ts (Node's import and bundlers; tree-shakable)
+// and links the checkout into its own node_modules, so notebooks import it by package name.
 import { execFileSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, lstatSync, mkdirSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
-
 if (!existsSync(join(root, 'src')) || !existsSync(tsc)) {
-  // Installed as a dependency from a registry: dist/ ships prebuilt.
-  process.exit(0);
+  console.error('lora-tfjs build: needs the checkout (src/) and its dev dependencies (npm ci)');
+  process.exit(1);
 }
 
-rmSync(join(root, 'dist'), { recursive: true, force: true });
-execFileSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json')], { stdio: 'inherit' });
-// The package is "type": "module" for its scripts and tests; the built library is CommonJS.
-writeFileSync(join(root, 'dist', 'package.json'), '{ "type": "commonjs" }\n');
+// Build beside dist/ and swap it in at the end: a failed build leaves the previous dist/ whole.
+const next = join(root, `dist.${process.pid}.tmp`);
+rmSync(next, { recursive: true, force: true });
+try {
+  execFileSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json'), '--outDir', join(next, 'cjs')], { stdio: 'inherit' });
+  execFileSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.esm.json'), '--outDir', join(next, 'esm')], { stdio: 'inherit' });
+  await writeRegistrations(next);
+  chainedOpTypes(next);
+  rmSync(join(root, 'dist'), { recursive: true, force: true });
+  renameSync(next, join(root, 'dist'));
+} finally {
+  rmSync(next, { recursive: true, force: true });
+}
 
-// plotly.js-dist ships only an 11 MB unminified bundle; notebooks inline plotly.js once
-// (offline, no CDN), so ship a minified copy (~4.9 MB) beside the library.
-const { transformSync } = await import('esbuild');
-const plotly = readFileSync(join(root, 'node_modules', 'plotly.js-dist', 'plotly.js'), 'utf8');
-writeFileSync(join(root, 'dist', 'notebook', 'plotly.min.js'), transformSync(plotly, { minify: true, loader: 'js', legalComments: 'inline' }).code);
+/**
+ * tfjs-core on its own registers no gradients (training fails with "gradient function not
+ * found") and no chained ops (`tensor.square()`); the union package `@tensorflow/tfjs` does
+ * both, at the price of converter, data and webgl. lora-tfjs imports `#tfjs-registrations`
+ * instead, which each build's package.json maps ("imports"):
+ *  - in bundlers, to tfjs-core's own ES module files: one copy of tfjs-core in the bundle;
+ *  - in Node, to a CommonJS bundle of those files made here, because Node loads tfjs-core's
+ *    CommonJS build and cannot load its extensionless ES modules. The bundle carries a copy of
+ *    the ops the gradients call; they act on the one shared engine and registries, which
+ *    tfjs-core keeps on the global object (how the union's own Node build works).
+ */
+async function writeRegistrations(out, rootDir = root) {
+  const core = '@tensorflow/tfjs-core/dist';
+  const sources = [`${core}/register_all_gradients.js`, `${core}/public/chained_ops/register_all_chained_ops.js`];
+  const browser = sources.map((s) => `import '${s}';\n`).join('');
+  const { build } = await import('esbuild');
+  const node = await build({
+    stdin: { contents: browser, resolveDir: rootDir, loader: 'js' },
+    bundle: true,
+    format: 'cjs',
+    platform: 'node',
+    target: 'node20',
+    write: false,
+    legalComments: 'inline',
+    logLevel: 'warning',
+  });
+  const imports = {
+    '#tfjs-registrations': { node: './runtime/tfjs-registrations.node.cjs', default: './runtime/tfjs-registrations.browser.mjs' },
+  };
+  // Bundlers read sideEffects from the nearest package.json, which is this one, not the root's.
+  const root = JSON.parse(readFileSync(join(rootDir, 'package.json'), 'utf8'));
+  const sideEffects = root.sideEffects.map((p) => p.replace(/^\.\/dist\/\*\//, './'));
+  for (const [dir, type] of [['cjs', 'commonjs'], ['esm', 'module']]) {
+    writeFileSync(join(out, dir, 'runtime', 'tfjs-registrations.node.cjs'), node.outputFiles[0].contents);
+    writeFileSync(join(out, dir, 'runtime', 'tfjs-registrations.browser.mjs'), `// tfjs-core's gradient and chained-op registrations (see scripts/build.mjs).\n${browser}`);
+    writeFileSync(join(out, dir, 'package.json'), JSON.stringify({ type, imports, sideEffects }, null, 2) + '\n');
+  }
+}
+
+/**
+ * The declarations of runtime/backend import the types of the chained ops it registers, as the
+ * union package's do, so `tf.ones([2]).square()` type-checks for users. In the JavaScript that
+ * import is `#tfjs-registrations` above (a deep import of tfjs-core's ES modules fails in Node).
+ */
+function chainedOpTypes(out) {
+  for (const dir of ['cjs', 'esm']) {
+    const file = join(out, dir, 'runtime', 'backend.d.ts');
+    const text = readFileSync(file, 'utf8');
+    if (!text.includes("import '#tfjs-registrations';")) throw new Error(`build: ${file} no longer imports #tfjs-registrations`);
+    writeFileSync(file, text.replace("import '#tfjs-registrations';", "import '@tensorflow/tfjs-core/dist/public/chained_ops/register_all_chained_ops.js';"));
+  }
+}
 
 const link = join(root, 'node_modules', 'lora-tfjs');
 let current = null;
@@ -39,4 +96,4 @@ if (current !== '..') {
   mkdirSync(join(root, 'node_modules'), { recursive: true });
   symlinkSync('..', link, 'dir');
 }
-console.log('lora-tfjs: built dist/ and linked node_modules/lora-tfjs');
+console.log('lora-tfjs: built dist/cjs and dist/esm, linked node_modules/lora-tfjs');

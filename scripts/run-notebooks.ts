@@ -25,6 +25,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } fr
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { plotlyPath } from '../src/notebook/chart.js';
 import { moveAtomic } from './lib/atomic.js';
 import { type DocEntry, docStatus, notebookInfo, pageFile, renderHtml, writeSite } from './lib/docs.js';
 import { type GoldenCheck, compareWithGolden, formatDrifts, goldenSummary, readGolden, updatedGolden, writeGolden } from './lib/goldens.js';
@@ -184,7 +185,7 @@ async function main(): Promise<number> {
         page: rendered.has(r.name) ? pageFile(r.name) : null,
       }));
       const run = { backend, when: new Date(), wallSeconds: (performance.now() - started) / 1000 };
-      writeSite(docsDir, entries, rendered, run, join(root, 'dist', 'notebook', 'plotly.min.js'));
+      writeSite(docsDir, entries, rendered, run, plotlyPath());
       log(`docs: ${shown(join(docsDir, 'index.html'))}`);
     }
 

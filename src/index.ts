@@ -1,5 +1,8 @@
 /**
- * lora-tfjs: LoRA (low-rank adaptation) for TensorFlow.js.
+ * lora-tfjs: LoRA (low-rank adaptation) for TensorFlow.js, in Node and in the browser.
+ *
+ * This entry is the core: no Node built-ins, nothing for notebooks. Files on disk are in
+ * `lora-tfjs/node`; display helpers, Plotly figures, tables and records in `lora-tfjs/notebook`.
  *
  * Folders: `core/` (adapters, the layer and its forward math, the models, training),
  * `layers/` (LoRA for tfjs Layers models: Dense, Embedding, Conv2D; addLoRA, merge),
@@ -70,24 +73,6 @@ export {
   weightCount,
 } from './core/params.js';
 export { Rng } from './util/random.js';
-export {
-  type MethodPoint,
-  type PlotlyFigure,
-  type Series,
-  accuracyVsParametersFigure,
-  barFigure,
-  describeFigure,
-  heatmapFigure,
-  lossCurvesFigure,
-  parameterEfficiencyFigure,
-  rankSweepFigure,
-} from './notebook/plot.js';
-export { type DisplayBundle, displayBundle } from './notebook/display.js';
-export { CHART_NOT_RUN, CHART_NO_PLOTLY, PLOTLY_DELIVERY_VAR, type PlotlyBundleOptions, type PlotlyDelivery, plotlyBundle, plotlyDelivery, plotlySource, showPlot } from './notebook/chart.js';
-export { type RecordedValue, type Tolerance, record, recordBundle } from './notebook/record.js';
-// Rich tables: HTML for notebook frontends, aligned text for plain-text views and consoles.
-export { type CellAlign, type CellFormat, type TableColumn, type TableOptions, type TableRow, showTable, tableBundle } from './notebook/table.js';
-export { DIGITS_PIXELS, DIGITS_SIDE, DIGITS_TRANSFORMS, type Digits, type DigitsTransform, accuracy, asciiDigit, classCounts, defaultDigitsPath, digitsSubset, digitsTensors, loadDigits, parseDigitsCsv, splitIndices, transformImages } from './notebook/digits.js';
 export { type RatioSpread, type Timing, type TimingComparison, compareTimings, ratioSpread, summarize, timeIt } from './util/timing.js';
 export { maxAbsDiff, norm, sample } from './util/metrics.js';
 export {
@@ -103,46 +88,20 @@ export {
   floatToHalf,
 } from './formats/safetensors.js';
 export {
+  ADAPTER_CONFIG,
+  ADAPTER_WEIGHTS,
   type LoadAdapterOptions,
   type PeftAdapter,
   type PeftLoraConfig,
-  type PreparedAdapter,
   type SaveAdapterOptions,
   AdapterLoadError,
   PEFT_METADATA,
   adapterConfigText,
   canonicalJson,
-  commitAdapter,
   deserializeAdapter,
-  disposePrepared,
-  moduleName,
-  prepareAdapter,
   serializeAdapter,
 } from './formats/peft.js';
-export {
-  type PreparedLayersAdapter,
-  commitLayersAdapter,
-  deserializeLayersAdapter,
-  deserializeLoRAModel,
-  disposePreparedLayers,
-  prepareLayersAdapter,
-  serializeLayersAdapter,
-} from './formats/peft-layers.js';
-export { sha256Hex } from './formats/sha256.js';
-export {
-  ADAPTER_CONFIG,
-  ADAPTER_WEIGHTS,
-  MAX_ADAPTER_BYTES,
-  MAX_CONFIG_BYTES,
-  type SaveAdaptersOptions,
-  loadAdapter,
-  loadAdapters,
-  loadLoRAModel,
-  saveAdapter,
-  saveAdapters,
-} from './node/adapter-files.js';
-export { FileError } from './node/safe-files.js';
-export { fileSystem, registerFileHandler } from './node/file-handler.js';
+export { deserializeLayersAdapter, deserializeLoRAModel, serializeLayersAdapter } from './formats/peft-layers.js';
 export { type TorchMLPReadOptions, type TorchMLPWriteOptions, mlpFromTorchSafetensors, mlpToTorchSafetensors } from './formats/torch-weights.js';
 export { type CombineOptions, type CombineResult, type WeightedAdapter, combineAdapters } from './core/combine.js';
 export { type RowGroups, groupRows } from './core/mixed-batch.js';

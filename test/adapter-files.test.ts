@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoRAMLP, MLP, initBackend, loadAdapter, loadAdapters, maxAbsDiff, saveAdapter, saveAdapters } from '../src/index.js';
+import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoRAMLP, MLP, initBackend, maxAbsDiff } from '../src/index.js';
+import { loadAdapter, loadAdapters, saveAdapter, saveAdapters } from '../src/node/index.js';
 import { trainLike, tree } from './helpers.js';
 
 const DIMS = [8, 12, 6, 4];

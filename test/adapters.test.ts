@@ -13,15 +13,14 @@ import {
   deserializeAdapter,
   encodeSafetensors,
   initBackend,
-  loadAdapter,
   lowRankShiftTask,
   maxAbsDiff,
-  saveAdapter,
   serializeAdapter,
   setWarningHandler,
   train,
   type LowRankShiftTask,
 } from '../src/index.js';
+import { loadAdapter, saveAdapter } from '../src/node/index.js';
 import { maxRelDiff, rawFile, trainLike } from './helpers.js';
 
 const DIMS = [12, 16, 10, 6];

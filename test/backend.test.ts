@@ -39,10 +39,32 @@ describe('initBackend', () => {
 
   it('rejects an unknown backend, naming the argument and the choices', async () => {
     await expect(initBackend('gpu' as never)).rejects.toThrow(
-      'initBackend: preferred = "gpu" is invalid; expected one of "tensorflow", "wasm", "cpu"',
+      'initBackend: preferred = "gpu" is invalid; expected one of "tensorflow", "webgpu", "webgl", "wasm", "cpu"',
     );
-    process.env.LORA_BACKEND = 'webgpu';
-    await expect(initBackend()).rejects.toThrow('initBackend: LORA_BACKEND = "webgpu" is invalid');
+    process.env.LORA_BACKEND = 'gpu';
+    await expect(initBackend()).rejects.toThrow('initBackend: LORA_BACKEND = "gpu" is invalid');
+    await expect(initBackend({ backend: 'gpu' as never })).rejects.toThrow('initBackend: backend = "gpu" is invalid');
+    await expect(initBackend({ backnd: 'wasm' } as never)).rejects.toThrow('initBackend: options = { backnd: "wasm" } is invalid; expected an options object { backend?, wasmPaths? } (unknown: backnd)');
+    await expect(initBackend(3 as never)).rejects.toThrow('initBackend: preferred = 3 is invalid; expected a backend name');
+  });
+
+  it('says that the GPU backends need a page, and what a page needs', async () => {
+    const active = tf.getBackend();
+    for (const name of ['webgl', 'webgpu'] as const) {
+      await expect(initBackend(name)).rejects.toThrow(`initBackend: backend "${name}" cannot be used (no "${name}" backend is registered); "${name}" needs a browser; in Node use "tensorflow" or "wasm"`);
+    }
+    expect(tf.getBackend()).toBe(active);
+  });
+
+  it('refuses wasmPaths that tfjs would misread, before anything changes', async () => {
+    const active = tf.getBackend();
+    for (const bad of ['', '/assets', 3, null, [], { 'tfjs-backend-wasm.wasm': '/a.wasm' }, { 'tfjs-backend-wasm.wasm': 'a', 'tfjs-backend-wasm-simd.wasm': 'b', 'tfjs-backend-wasm-threaded-simd.wasm': 'c', extra: 'd' }]) {
+      await expect(initBackend({ wasmPaths: bad as never })).rejects.toThrow(/^initBackend: wasmPaths = .* is invalid; expected a folder URL ending in "\/"/);
+    }
+    await expect(initBackend({ wasmPaths: { 'tfjs-backend-wasm.wasm': '/a.wasm' } as never })).rejects.toThrow('(missing: tfjs-backend-wasm-simd.wasm, tfjs-backend-wasm-threaded-simd.wasm)');
+    expect(tf.getBackend()).toBe(active);
+    // In Node the binaries are found beside the package: a valid folder is accepted and unused.
+    expect(await initBackend({ backend: 'wasm', wasmPaths: '/nowhere/' })).toBe('wasm');
   });
 
   it.runIf(!nativeInstalled)('explains how to install the native backend when it is forced but missing', async () => {

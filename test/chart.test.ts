@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Browser } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { CHART_NOT_RUN, CHART_NO_PLOTLY, initBackend, lossCurvesFigure, plotlyBundle, plotlyDelivery, showPlot } from '../src/index.js';
+import { initBackend } from '../src/index.js';
+import { CHART_NOT_RUN, CHART_NO_PLOTLY, lossCurvesFigure, plotlyBundle, plotlyDelivery, showPlot, plotlySource } from '../src/notebook/index.js';
 import { executingClientSession, followClientSessions } from '../src/notebook/tslab.js';
 import { launchChromium } from './browser.js';
 
@@ -169,7 +170,7 @@ function dirname(p: string): string {
 
 describe('the HTML fallback in a browser: a chart, or one line saying what to do', () => {
   let browser: Browser;
-  const plotly = readFileSync(join(root, 'node_modules', 'plotly.js-dist', 'plotly.js'), 'utf8');
+  const plotly = plotlySource();
   beforeAll(async () => {
     browser = await launchChromium();
   }, 120_000);

@@ -5,6 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../src/index.js';
 import {
   DIGITS_PIXELS,
   accuracy,
@@ -13,12 +14,11 @@ import {
   defaultDigitsPath,
   digitsSubset,
   digitsTensors,
-  initBackend,
   loadDigits,
   parseDigitsCsv,
   splitIndices,
   transformImages,
-} from '../src/index.js';
+} from '../src/notebook/index.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const dataFile = join(root, 'notebooks', 'data', 'digits.csv.gz');

@@ -1,25 +1,27 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
-  accuracyVsParametersFigure,
-  barFigure,
-  describeFigure,
-  heatmapFigure,
   initBackend,
-  lossCurvesFigure,
   maxAbsDiff,
   norm,
-  parameterEfficiencyFigure,
   parameterEfficiencyTable,
-  plotlyBundle,
-  rankSweepFigure,
-  record,
   sample,
-  showPlot,
   summarize,
   compareTimings,
   ratioSpread,
 } from '../src/index.js';
+import {
+  accuracyVsParametersFigure,
+  barFigure,
+  describeFigure,
+  heatmapFigure,
+  lossCurvesFigure,
+  parameterEfficiencyFigure,
+  plotlyBundle,
+  rankSweepFigure,
+  record,
+  showPlot,
+} from '../src/notebook/index.js';
 
 describe('figure builders (pure data)', () => {
   it('parameter efficiency: bars per rank on a log axis, the baseline as a line', () => {

@@ -5,7 +5,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FileError, fileSystem, initBackend, registerFileHandler } from '../src/index.js';
+import { initBackend } from '../src/index.js';
+import { FileError, fileSystem, registerFileHandler } from '../src/node/index.js';
 import { MAX_MODEL_JSON_BYTES } from '../src/node/file-handler.js';
 import { expectNoLeak, tree } from './helpers.js';
 
@@ -650,7 +651,18 @@ console.log(JSON.stringify({
       // esbuild, packages external, resolved from the repo's node_modules through NODE_PATH.
       const { build } = await import('esbuild');
       const bundle = join(fresh('bundle'), 'lora-tfjs.cjs');
-      await build({ entryPoints: [join(repo, 'src', 'index.ts')], bundle: true, platform: 'node', format: 'cjs', packages: 'external', outfile: bundle, logLevel: 'silent' });
+      // The core and the node entry in one file; tfjs-core's registrations (#tfjs-registrations,
+      // not our code) from dist/.
+      await build({
+        stdin: { contents: "export * from './src/index.ts'; export * from './src/node/index.ts';", resolveDir: repo, loader: 'ts' },
+        bundle: true,
+        platform: 'node',
+        format: 'cjs',
+        packages: 'external',
+        alias: { '#tfjs-registrations': join(repo, 'dist', 'cjs', 'runtime', 'tfjs-registrations.node.cjs') },
+        outfile: bundle,
+        logLevel: 'silent',
+      });
       expect(run(bundle, { NODE_PATH: join(repo, 'node_modules') })).toMatchObject(expected);
     });
   });

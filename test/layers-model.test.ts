@@ -23,6 +23,8 @@ import {
   setActiveAdapter,
   unload,
 } from '../src/index.js';
+// The file:// handler for model.save, as an app gets it from lora-tfjs/node.
+import '../src/node/index.js';
 import { Rng, randomNormal } from '../src/util/random.js';
 import { layersMlp, maxRelDiff, seeded } from './helpers.js';
 

@@ -13,13 +13,15 @@ import {
   combineAdapters,
   decodeSafetensors,
   initBackend,
-  loadAdapter,
-  loadAdapters,
   mlpFromTorchSafetensors,
   mlpToTorchSafetensors,
+} from '../src/index.js';
+import {
+  loadAdapter,
+  loadAdapters,
   saveAdapter,
   saveAdapters,
-} from '../src/index.js';
+} from '../src/node/index.js';
 import { trainLike } from './helpers.js';
 import { PeftBridge, peftPython } from './peft/bridge.js';
 

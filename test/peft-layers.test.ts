@@ -13,12 +13,10 @@ import {
   decodeSafetensors,
   encodeSafetensors,
   initBackend,
-  loadAdapter,
-  loadLoRAModel,
   loraLayers,
   mergeAndUnload,
-  saveAdapter,
 } from '../src/index.js';
+import { loadAdapter, loadLoRAModel, saveAdapter } from '../src/node/index.js';
 import { Rng, randomNormal } from '../src/util/random.js';
 import { PeftBridge } from './peft/bridge.js';
 

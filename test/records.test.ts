@@ -2,7 +2,8 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { initBackend, record, recordBundle, type RecordedValue } from '../src/index.js';
+import { initBackend } from '../src/index.js';
+import { record, recordBundle, type RecordedValue } from '../src/notebook/index.js';
 import { RECORD_MIME } from '../src/notebook/display.js';
 import { recordTraces, recordsOf } from '../scripts/lib/notebook-run.js';
 

@@ -1,6 +1,6 @@
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { type CellFormat, type TableOptions, type TableRow, showTable, tableBundle } from '../src/index.js';
+import { type CellFormat, type TableOptions, type TableRow, showTable, tableBundle } from '../src/notebook/index.js';
 import { launchChromium } from './browser.js';
 
 const text = (rows: readonly TableRow[], options?: TableOptions) => tableBundle(rows, options).data['text/plain'] as string;

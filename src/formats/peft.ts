@@ -24,6 +24,10 @@ import { sha256Hex } from './sha256.js';
  * which is how a config/weights pair from two different saves is detected.
  */
 
+/** PEFT's file names: the weights and the config of one adapter, side by side in a folder (or a download). */
+export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
+export const ADAPTER_CONFIG = 'adapter_config.json';
+
 /** The fields of PEFT's LoraConfig that lora-tfjs writes (PEFT fills the others with defaults). */
 export interface PeftLoraConfig {
   peft_type: 'LORA';

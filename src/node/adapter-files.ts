@@ -5,6 +5,8 @@ import type { LoRAMLP } from '../core/lora-mlp.js';
 import { adapterNames } from '../layers/add-lora.js';
 import { type PreparedLayersAdapter, commitLayersAdapter, deserializeLoRAModel, disposePreparedLayers, prepareLayersAdapter, serializeLayersAdapter } from '../formats/peft-layers.js';
 import {
+  ADAPTER_CONFIG,
+  ADAPTER_WEIGHTS,
   AdapterLoadError,
   type LoadAdapterOptions,
   type PreparedAdapter,
@@ -18,9 +20,6 @@ import {
 import type { EncodeDtype } from '../formats/safetensors.js';
 import { type WriteHooks, readRegularFile, replaceFiles, replaceFilesIn, statKind } from './safe-files.js';
 
-/** PEFT's file names. */
-export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
-export const ADAPTER_CONFIG = 'adapter_config.json';
 /** PEFT's pickled weights file, which lora-tfjs never reads. */
 const PICKLED_WEIGHTS = 'adapter_model.bin';
 

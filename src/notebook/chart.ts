@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PLOTLY_SCRIPT_MARKER, type DisplayBundle, displayBundle, escapeHtml } from './display.js';
 import { type PlotlyFigure, checkFigure, describeFigure } from './plot.js';
@@ -40,11 +40,33 @@ export function plotlyDelivery(env: Record<string, string | undefined> = process
   return invalid('plotlyDelivery', PLOTLY_DELIVERY_VAR, v, '"inline" (plotly.js sent with the first chart of each page) or "extension" (only the chart\'s JSON: JupyterLab with the plotly extension)');
 }
 
-/** plotly.min.js (minified from `plotly.js-dist` at build time), else the package's own file. */
+/** The packages plotly.js is read from, in order: the minified build (4.9 MB), else the 11 MB unminified one. */
+export const PLOTLY_PACKAGES = ['plotly.js-dist-min/plotly.min.js', 'plotly.js-dist/plotly.js'] as const;
+
+/**
+ * The file of plotly.js that charts inline: from `plotly.js-dist-min` (an optional peer
+ * dependency of lora-tfjs), else `plotly.js-dist`, found from lora-tfjs itself or else from
+ * the working folder.
+ */
+export function plotlyPath(): string {
+  const from = [nodeRequire(), nodeRequire(join(process.cwd(), 'index.js'))];
+  for (const file of PLOTLY_PACKAGES) {
+    for (const req of from) {
+      try {
+        return req.resolve(file);
+      } catch {
+        /* try the next */
+      }
+    }
+  }
+  throw new Error(
+    `plotlyPath: plotly.js is not installed (looked for ${PLOTLY_PACKAGES.join(', ')}); charts inline it once per page: npm install plotly.js-dist-min@3, or set ${PLOTLY_DELIVERY_VAR}=extension where JupyterLab has Plotly's extension`,
+  );
+}
+
+/** The source of plotly.js ({@link plotlyPath}). */
 export function plotlySource(): string {
-  const built = typeof __dirname === 'string' ? join(__dirname, 'plotly.min.js') : null;
-  if (built !== null && existsSync(built)) return readFileSync(built, 'utf8');
-  return readFileSync(nodeRequire().resolve('plotly.js-dist/plotly.js'), 'utf8');
+  return readFileSync(plotlyPath(), 'utf8');
 }
 
 /** Options of {@link plotlyBundle}. */

@@ -160,7 +160,7 @@ export function classCounts(labels: Int32Array): number[] {
 export function digitsTensors(digits: Digits): { x: tf.Tensor4D; y: tf.Tensor2D } {
   checkDigits('digitsTensors', digits);
   const x = tf.tensor4d(digits.images, [digits.n, DIGITS_SIDE, DIGITS_SIDE, 1]);
-  const y = tf.tidy(() => tf.oneHot(tf.tensor1d(digits.labels, 'int32'), 10).toFloat() as tf.Tensor2D);
+  const y = tf.tidy(() => tf.cast(tf.oneHot(tf.tensor1d(digits.labels, 'int32'), 10), 'float32') as tf.Tensor2D);
   return { x, y };
 }
 

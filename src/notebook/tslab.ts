@@ -21,8 +21,12 @@ interface JupyterModule {
   JupyterHandlerImpl?: { prototype: Record<string | symbol, unknown> };
 }
 
-/** The `require` of this process: dist/ is CommonJS (what a kernel loads); ESM callers (tests) get one from createRequire. */
-export function nodeRequire(): NodeRequire {
+/**
+ * A `require` resolving from `from` (a file path), else this module's own: the CommonJS build's
+ * (what a kernel loads), or in the ES module build one resolving from the working folder.
+ */
+export function nodeRequire(from?: string): NodeRequire {
+  if (from !== undefined) return createRequire(from);
   return typeof require === 'function' ? require : createRequire(join(process.cwd(), 'index.js'));
 }
 

@@ -1,75 +1,178 @@
 import * as tf from '@tensorflow/tfjs-core';
-// tfjs-core's Node build registers no gradient functions; the union package does (and
-// shares the core instance). Without it, training fails with "gradient function not found".
-import '@tensorflow/tfjs';
+// Gradients and chained ops, which tfjs-core alone does not register (see scripts/build.mjs).
+import '#tfjs-registrations';
 import '@tensorflow/tfjs-backend-cpu';
-import '@tensorflow/tfjs-backend-wasm';
-import { checkOneOf } from '../util/validate.js';
+import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { checkOneOf, describe, invalid } from '../util/validate.js';
+import { warn } from '../util/warnings.js';
 import { registerWasmTrainingKernels } from './wasm-kernels.js';
 
 // The wasm backend lacks the gradients of gather and conv2d (filter); supply them on import.
 registerWasmTrainingKernels();
 
-/** The TensorFlow.js backends lora-tfjs can run on, fastest first. */
-export const BACKENDS = ['tensorflow', 'wasm', 'cpu'] as const;
+/** The TensorFlow.js backends lora-tfjs can run on. */
+export const BACKENDS = ['tensorflow', 'webgpu', 'webgl', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
 
-const INSTALL_HINT: Record<BackendName, string> = {
-  tensorflow:
-    'install the native backend with `npm install @tensorflow/tfjs-node@4.22.0` (its install downloads libtensorflow, so it needs network access to Google storage)',
-  wasm: 'install `@tensorflow/tfjs-backend-wasm@4.22.0`',
-  cpu: 'install `@tensorflow/tfjs-backend-cpu@4.22.0`',
+/**
+ * The order `initBackend()` tries backends in, per platform. In Node: the native binding
+ * (tfjs-node) when it is installed, then wasm (SIMD; ~45× the plain cpu backend on matMul).
+ * In a page: the GPU backends the application registered (`import
+ * '@tensorflow/tfjs-backend-webgpu'` / `-webgl'`), then wasm, then cpu. lora-tfjs itself
+ * registers only wasm and cpu, so a page that imports no GPU backend gets wasm.
+ */
+export const BACKEND_ORDER: { readonly node: readonly BackendName[]; readonly browser: readonly BackendName[] } = {
+  node: ['tensorflow', 'wasm', 'cpu'],
+  browser: ['webgpu', 'webgl', 'wasm', 'cpu'],
 };
+
+/** The three binaries of `@tensorflow/tfjs-backend-wasm` (in its `dist/`); a page must serve them. */
+export const WASM_BINARIES = ['tfjs-backend-wasm.wasm', 'tfjs-backend-wasm-simd.wasm', 'tfjs-backend-wasm-threaded-simd.wasm'] as const;
+export type WasmBinary = (typeof WASM_BINARIES)[number];
+
+/** Options of {@link initBackend}. */
+export interface InitBackendOptions {
+  /** Use exactly this backend (else `LORA_BACKEND`, else the first of {@link BACKEND_ORDER} that starts). */
+  backend?: BackendName;
+  /**
+   * Where a page serves the wasm binaries: a folder URL ending in `/` (e.g. `"/assets/wasm/"`),
+   * or one URL per file in {@link WASM_BINARIES}. Without it, they are fetched from beside the
+   * bundled script. Takes effect only before wasm first starts. Node finds them itself.
+   */
+  wasmPaths?: string | Readonly<Record<WasmBinary, string>>;
+}
+
+type Platform = 'node' | 'browser';
+
+function platform(): Platform {
+  return tf.env().getBool('IS_NODE') ? 'node' : 'browser';
+}
+
+const NATIVE_PACKAGE = '@tensorflow/tfjs-node';
 
 async function loadNative(): Promise<void> {
   if (tf.findBackend('tensorflow') !== null) return;
-  // tfjs-node registers the "tensorflow" backend on the shared tfjs-core instance when it loads.
-  await import('@tensorflow/tfjs-node' as string);
+  // tfjs-node registers the "tensorflow" backend on the shared tfjs-core when it loads. The
+  // name is a variable so that bundlers leave the import alone (it exists only in Node).
+  const name: string = NATIVE_PACKAGE;
+  await import(/* webpackIgnore: true */ /* @vite-ignore */ name);
 }
 
-async function tryBackend(name: BackendName): Promise<string | null> {
+/** What to do when `name` cannot start on this platform. */
+function hint(name: BackendName, where: Platform, wasmPaths: InitBackendOptions['wasmPaths']): string {
+  switch (name) {
+    case 'tensorflow':
+      return where === 'node'
+        ? 'install the native backend with `npm install @tensorflow/tfjs-node@4.22.0` (its install downloads libtensorflow, so it needs network access to Google storage)'
+        : 'the native backend exists only in Node; in a page use "webgpu", "webgl", "wasm" or "cpu"';
+    case 'webgl':
+    case 'webgpu':
+      return where === 'node'
+        ? `"${name}" needs a browser; in Node use "tensorflow" or "wasm"`
+        : `install \`@tensorflow/tfjs-backend-${name}@4.22.0\` and \`import '@tensorflow/tfjs-backend-${name}'\` once before initBackend; it also needs a browser with ${name === 'webgl' ? 'WebGL' : 'WebGPU (navigator.gpu)'}`;
+    case 'wasm': {
+      if (where === 'node') return 'reinstall `@tensorflow/tfjs-backend-wasm@4.22.0` (its dist/ holds the .wasm binaries)';
+      const at =
+        wasmPaths === undefined ? 'beside the bundled script' : typeof wasmPaths === 'string' ? `under ${JSON.stringify(wasmPaths)}` : `at ${describe(wasmPaths)}`;
+      return (
+        `the page could not fetch the wasm binaries ${at}: serve ${WASM_BINARIES.join(', ')} from ` +
+        'node_modules/@tensorflow/tfjs-backend-wasm/dist/ and pass their folder as initBackend({ wasmPaths: "/that/folder/" }), ' +
+        'before anything starts the wasm backend (a failed start needs a page reload)'
+      );
+    }
+    case 'cpu':
+      return 'install `@tensorflow/tfjs-backend-cpu@4.22.0`';
+  }
+}
+
+async function tryBackend(name: BackendName, where: Platform): Promise<string | null> {
   try {
-    if (name === 'tensorflow') await loadNative();
+    if (name === 'tensorflow') {
+      if (where !== 'node') return 'not in Node';
+      await loadNative();
+    }
     if (tf.findBackendFactory(name) === null) return `no "${name}" backend is registered`;
     const ok = await tf.setBackend(name);
-    if (!ok) return `the "${name}" backend failed to initialise`;
+    if (!ok) return `the "${name}" backend failed to start`;
     await tf.ready();
     return null;
   } catch (err) {
-    return (err as Error).message.split('\n')[0];
+    return String((err as Error)?.message ?? err).split('\n')[0];
   }
+}
+
+function checkWasmPaths(value: unknown): InitBackendOptions['wasmPaths'] {
+  if (value === undefined) return undefined;
+  const expected = `a folder URL ending in "/" (where ${WASM_BINARIES.join(', ')} are served), or an object with a URL for each of them`;
+  if (typeof value === 'string') {
+    if (value === '' || !value.endsWith('/')) invalid('initBackend', 'wasmPaths', value, expected);
+    return value;
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) invalid('initBackend', 'wasmPaths', value, expected);
+  const map = value as Record<string, unknown>;
+  const extra = Object.keys(map).filter((k) => !(WASM_BINARIES as readonly string[]).includes(k));
+  const missing = WASM_BINARIES.filter((k) => typeof map[k] !== 'string' || map[k] === '');
+  if (extra.length > 0 || missing.length > 0) {
+    invalid('initBackend', 'wasmPaths', value, `${expected}${missing.length > 0 ? ` (missing: ${missing.join(', ')})` : ''}${extra.length > 0 ? ` (unknown: ${extra.join(', ')})` : ''}`);
+  }
+  return map as Record<WasmBinary, string>;
 }
 
 /**
  * Select and initialise the TensorFlow.js backend; resolves to its name.
  *
- * `preferred` (or else the `LORA_BACKEND` environment variable) forces one backend and
- * fails with an install hint when it cannot load. Otherwise the first that loads wins:
- * `tensorflow` (from the optional `@tensorflow/tfjs-node`), then `wasm`, then `cpu`.
+ * A backend name (or `{ backend }`, or else the `LORA_BACKEND` environment variable in Node)
+ * forces one backend and fails with what to do when it cannot start. Otherwise the first of
+ * {@link BACKEND_ORDER} for this platform that starts wins. In a page, pass `{ wasmPaths }`
+ * when the wasm binaries are not served beside the script.
  */
-export async function initBackend(preferred?: BackendName): Promise<BackendName> {
+export async function initBackend(preferred?: BackendName | InitBackendOptions): Promise<BackendName> {
+  const options: InitBackendOptions = typeof preferred === 'object' && preferred !== null ? preferred : { backend: preferred as BackendName | undefined };
+  if (typeof preferred === 'object' && preferred !== null) {
+    const unknown = Object.keys(preferred).filter((k) => k !== 'backend' && k !== 'wasmPaths');
+    if (unknown.length > 0) invalid('initBackend', 'options', preferred, `an options object { backend?, wasmPaths? } (unknown: ${unknown.join(', ')})`);
+  } else if (preferred !== undefined && typeof preferred !== 'string') {
+    invalid('initBackend', 'preferred', preferred, `a backend name (one of ${BACKENDS.map((b) => JSON.stringify(b)).join(', ')}) or an options object { backend?, wasmPaths? }`);
+  }
   const fromEnv = typeof process !== 'undefined' ? process.env?.LORA_BACKEND : undefined;
+  const argument = typeof preferred === 'object' && preferred !== null ? 'backend' : 'preferred';
   const forced =
-    preferred !== undefined
-      ? checkOneOf('initBackend', 'preferred', preferred, BACKENDS)
+    options.backend !== undefined
+      ? checkOneOf('initBackend', argument, options.backend, BACKENDS)
       : fromEnv !== undefined && fromEnv !== ''
         ? checkOneOf('initBackend', 'LORA_BACKEND', fromEnv, BACKENDS)
         : undefined;
+  const wasmPaths = checkWasmPaths(options.wasmPaths);
+  const where = platform();
+  if (wasmPaths !== undefined && where === 'browser' && tf.findBackend('wasm') === null) {
+    try {
+      setWasmPaths(wasmPaths);
+    } catch (err) {
+      // tfjs refuses new paths after a failed start: the old ones stay, so say what happened.
+      throw new Error(`initBackend: wasmPaths cannot change after the wasm backend failed to start (${(err as Error).message}); reload the page and call initBackend({ wasmPaths }) first`);
+    }
+  }
   if (forced !== undefined) {
     if (tf.getBackend() === forced) return forced;
-    const failure = await tryBackend(forced);
+    const failure = await tryBackend(forced, where);
     if (failure !== null) {
-      throw new Error(`initBackend: backend "${forced}" cannot be used (${failure}); ${INSTALL_HINT[forced]}`);
+      throw new Error(`initBackend: backend "${forced}" cannot be used (${failure}); ${hint(forced, where, wasmPaths)}`);
     }
     return forced;
   }
   const failures: string[] = [];
-  for (const name of BACKENDS) {
-    const failure = await tryBackend(name);
-    if (failure === null) return name;
+  for (const name of BACKEND_ORDER[where]) {
+    const failure = await tryBackend(name, where);
+    if (failure === null) {
+      // Falling back past wasm costs ~45× on matMul: say so rather than run slowly in silence.
+      if (name === 'cpu' && failures.some((f) => f.startsWith('wasm:'))) {
+        warn(`initBackend: running on the plain cpu backend because wasm did not start (${failures.find((f) => f.startsWith('wasm:'))}); ${hint('wasm', where, wasmPaths)}`);
+      }
+      return name;
+    }
     failures.push(`${name}: ${failure}`);
   }
-  throw new Error(`initBackend: no backend could be initialised (${failures.join('; ')})`);
+  throw new Error(`initBackend: no backend could be initialised (${failures.join('; ')}); ${hint('wasm', where, wasmPaths)}`);
 }
 
 /** The active backend's name, with wasm's SIMD/thread flags, e.g. `wasm (SIMD, 1 thread)`. */

@@ -12,6 +12,14 @@ import {
   parameterCounts,
   parameterEfficiencyTable,
   timeIt,
+  initBackend,
+  lowRankShiftTask,
+  memoryLimits,
+  randomRegression,
+  setMemoryLimit,
+  train,
+} from '../../src/index.js';
+import {
   accuracyVsParametersFigure,
   barFigure,
   classCounts,
@@ -20,13 +28,7 @@ import {
   plotlyBundle,
   rankSweepFigure,
   showPlot,
-  initBackend,
-  lowRankShiftTask,
-  memoryLimits,
-  randomRegression,
-  setMemoryLimit,
-  train,
-} from '../../src/index.js';
+} from '../../src/notebook/index.js';
 import { trainLike } from '../helpers.js';
 
 /**

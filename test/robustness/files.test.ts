@@ -18,27 +18,29 @@ import {
   ADAPTER_CONFIG,
   ADAPTER_WEIGHTS,
   AdapterLoadError,
-  FileError,
   LoRAMLP,
-  MAX_ADAPTER_BYTES,
-  MAX_CONFIG_BYTES,
   MLP,
   addLoRA,
   adapterNames,
   decodeSafetensors,
   deserializeAdapter,
   encodeSafetensors,
-  fileSystem,
   initBackend,
-  loadAdapter,
-  loadAdapters,
-  loadLoRAModel,
   loraLayers,
   mlpFromTorchSafetensors,
   mlpToTorchSafetensors,
+} from '../../src/index.js';
+import {
+  FileError,
+  MAX_ADAPTER_BYTES,
+  MAX_CONFIG_BYTES,
+  fileSystem,
+  loadAdapter,
+  loadAdapters,
+  loadLoRAModel,
   saveAdapter,
   saveAdapters,
-} from '../../src/index.js';
+} from '../../src/node/index.js';
 import { MAX_MODEL_JSON_BYTES, MODEL_JSON, WEIGHTS_BIN } from '../../src/node/file-handler.js';
 import { trainLike, tree } from '../helpers.js';
 
@@ -551,7 +553,7 @@ describe('saving into odd places: it works or refuses in words, all or nothing, 
         const script = join(root, 'as-nobody.mts');
         writeFileSync(
           script,
-          `const lib = await import(${JSON.stringify(join(REPO, 'src', 'index.ts'))});
+          `const lib = { ...(await import(${JSON.stringify(join(REPO, 'src', 'index.ts'))})), ...(await import(${JSON.stringify(join(REPO, 'src', 'node', 'index.ts'))})) };
 await lib.initBackend('cpu');
 const m = new lib.LoRAMLP([4, 3], { rank: 1 });
 m.addAdapter('task_B', { rank: 1 });
