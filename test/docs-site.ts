@@ -6,7 +6,7 @@ import { offlinePage } from './browser.js';
 
 /** Checks of the rendered docs in Chromium, shared by the notebook and runner tests. */
 
-const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.png': 'image/png', '.svg': 'image/svg+xml' };
+const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.png': 'image/png', '.svg': 'image/svg+xml', '.wasm': 'application/wasm', '.json': 'application/json', '.mjs': 'text/javascript' };
 
 /** Serve a folder on 127.0.0.1: its files and nothing else (404). */
 export async function serveFolder(dir: string): Promise<{ origin: string; close: () => Promise<void> }> {
