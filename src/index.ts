@@ -10,7 +10,7 @@
  * `node/` (files on disk), `notebook/` (display, figures, tables, records), `util/`.
  */
 export * as tf from '@tensorflow/tfjs-core';
-export { BACKENDS, type BackendName, backendSummary, initBackend } from './runtime/backend.js';
+export { BACKENDS, BACKEND_ORDER, type BackendName, type InitBackendOptions, WASM_BINARIES, type WasmBinary, backendSummary, initBackend } from './runtime/backend.js';
 export {
   type AdapterFactors,
   type FullAdapter,

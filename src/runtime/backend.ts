@@ -5,6 +5,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { checkOneOf, describe, invalid } from '../util/validate.js';
 import { warn } from '../util/warnings.js';
+import { isSoftwareRenderer, webglRenderer, webgpuProblem } from './gpu-probe.js';
 import { registerWasmTrainingKernels } from './wasm-kernels.js';
 
 // The wasm backend lacks the gradients of gather and conv2d (filter); supply them on import.
@@ -18,8 +19,9 @@ export type BackendName = (typeof BACKENDS)[number];
  * The order `initBackend()` tries backends in, per platform. In Node: the native binding
  * (tfjs-node) when it is installed, then wasm (SIMD; ~45× the plain cpu backend on matMul).
  * In a page: the GPU backends the application registered (`import
- * '@tensorflow/tfjs-backend-webgpu'` / `-webgl'`), then wasm, then cpu. lora-tfjs itself
- * registers only wasm and cpu, so a page that imports no GPU backend gets wasm.
+ * '@tensorflow/tfjs-backend-webgpu'` / `-webgl'`) when they run on a real GPU (a software
+ * rasterizer is skipped: far slower than wasm, see gpu-probe.ts), then wasm, then cpu.
+ * lora-tfjs itself registers only wasm and cpu, so a page that imports no GPU backend gets wasm.
  */
 export const BACKEND_ORDER: { readonly node: readonly BackendName[]; readonly browser: readonly BackendName[] } = {
   node: ['tensorflow', 'wasm', 'cpu'],
@@ -67,9 +69,9 @@ function hint(name: BackendName, where: Platform, wasmPaths: InitBackendOptions[
         : 'the native backend exists only in Node; in a page use "webgpu", "webgl", "wasm" or "cpu"';
     case 'webgl':
     case 'webgpu':
-      return where === 'node'
-        ? `"${name}" needs a browser; in Node use "tensorflow" or "wasm"`
-        : `install \`@tensorflow/tfjs-backend-${name}@4.22.0\` and \`import '@tensorflow/tfjs-backend-${name}'\` once before initBackend; it also needs a browser with ${name === 'webgl' ? 'WebGL' : 'WebGPU (navigator.gpu)'}`;
+      if (where === 'node') return `"${name}" needs a browser; in Node use "tensorflow" or "wasm"`;
+      if (tf.findBackendFactory(name) !== null) return `this browser could not start it (${name === 'webgl' ? 'no usable WebGL' : 'no usable WebGPU adapter'}); use "wasm"`;
+      return `install \`@tensorflow/tfjs-backend-${name}@4.22.0\` and \`import '@tensorflow/tfjs-backend-${name}'\` once before initBackend`;
     case 'wasm': {
       if (where === 'node') return 'reinstall `@tensorflow/tfjs-backend-wasm@4.22.0` (its dist/ holds the .wasm binaries)';
       const at =
@@ -85,13 +87,23 @@ function hint(name: BackendName, where: Platform, wasmPaths: InitBackendOptions[
   }
 }
 
-async function tryBackend(name: BackendName, where: Platform): Promise<string | null> {
+async function tryBackend(name: BackendName, where: Platform, automatic: boolean): Promise<string | null> {
   try {
     if (name === 'tensorflow') {
       if (where !== 'node') return 'not in Node';
       await loadNative();
     }
     if (tf.findBackendFactory(name) === null) return `no "${name}" backend is registered`;
+    if (automatic && name === 'webgl') {
+      const renderer = webglRenderer();
+      if (renderer !== null && isSoftwareRenderer(renderer)) return `WebGL here is a software rasterizer (${renderer}), slower than wasm; initBackend("webgl") uses it anyway`;
+    }
+    if (name === 'webgpu') {
+      // tfjs's own start fails on a missing adapter with a bare warning; say what is missing. A
+      // software fallback adapter is refused only in the automatic choice.
+      const problem = await webgpuProblem();
+      if (problem !== null && (automatic || !problem.includes('software'))) return problem;
+    }
     const ok = await tf.setBackend(name);
     if (!ok) return `the "${name}" backend failed to start`;
     await tf.ready();
@@ -154,7 +166,7 @@ export async function initBackend(preferred?: BackendName | InitBackendOptions):
   }
   if (forced !== undefined) {
     if (tf.getBackend() === forced) return forced;
-    const failure = await tryBackend(forced, where);
+    const failure = await tryBackend(forced, where, false);
     if (failure !== null) {
       throw new Error(`initBackend: backend "${forced}" cannot be used (${failure}); ${hint(forced, where, wasmPaths)}`);
     }
@@ -162,11 +174,15 @@ export async function initBackend(preferred?: BackendName | InitBackendOptions):
   }
   const failures: string[] = [];
   for (const name of BACKEND_ORDER[where]) {
-    const failure = await tryBackend(name, where);
+    const failure = await tryBackend(name, where, true);
     if (failure === null) {
       // Falling back past wasm costs ~45× on matMul: say so rather than run slowly in silence.
       if (name === 'cpu' && failures.some((f) => f.startsWith('wasm:'))) {
         warn(`initBackend: running on the plain cpu backend because wasm did not start (${failures.find((f) => f.startsWith('wasm:'))}); ${hint('wasm', where, wasmPaths)}`);
+      }
+      // The app registered a GPU backend that was passed over: say why, once, with the backend chosen.
+      for (const skipped of failures.filter((f) => /^web(gl|gpu): /.test(f) && !f.includes('is registered'))) {
+        warn(`initBackend: ${skipped.replace(': ', ' skipped: ')}; using ${name}`);
       }
       return name;
     }
