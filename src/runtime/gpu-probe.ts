@@ -1,8 +1,9 @@
 /**
  * Whether a page's GPU backend would run on a real GPU. Browsers without one (headless
  * Chromium, VMs, blocklisted drivers) still offer WebGL through a software rasterizer, and
- * there tfjs's webgl backend is far slower than wasm: the demo-1 LoRA step took 1,060 ms on
- * SwiftShader WebGL against 126 ms on wasm in headless Chromium on this project's machines. So
+ * there tfjs's webgl backend is far slower than wasm: `npm run bench:browser` (headless
+ * Chromium 156, SwiftShader) ran the LoRA step 3.9× (64→256→256→16) to 14.6× (demo-1,
+ * 512→2048→2048→128: 1,426 ms against 98 ms) slower on webgl than on wasm. So
  * the automatic choice skips a software GPU; asking for the backend by name still gets it.
  */
 
