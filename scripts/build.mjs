@@ -53,7 +53,7 @@ async function writeRegistrations(out, rootDir = root) {
     platform: 'node',
     target: 'node20',
     write: false,
-    legalComments: 'inline',
+    legalComments: 'eof', // one copy of tfjs's Apache-2.0 header, not one per bundled file
     logLevel: 'warning',
   });
   const imports = {
