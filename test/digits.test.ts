@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -48,6 +49,18 @@ describe('loadDigits: the repository copy of the UCI digits', () => {
     const d = loadDigits();
     expect(d.n).toBe(1797);
     expect(d.images).toEqual(loadDigits(dataFile).images);
+  });
+
+  it('finds the same file from the built CommonJS entry (dist/cjs/notebook sits deeper than src/notebook), from any working folder', () => {
+    for (const cwd of [join(root, 'notebooks'), tmpdir()]) {
+      const out = execFileSync(process.execPath, ['-e', `console.log(require(${JSON.stringify(join(root, 'dist', 'cjs', 'notebook', 'index.js'))}).defaultDigitsPath())`], { cwd, encoding: 'utf8' });
+      expect(out.trim()).toBe(dataFile);
+    }
+  });
+
+  it('says where the digits come from when the file is missing', () => {
+    const missing = join(tmpdir(), 'no-such-digits.csv.gz');
+    expect(() => loadDigits(missing)).toThrow(`loadDigits: ${missing} does not exist; the digits ship with the lora-tfjs repository (notebooks/data/digits.csv.gz), not with the npm package: pass the path of a copy`);
   });
 
   it('reads plain and gzipped CSV alike, and names the line of a bad row', () => {

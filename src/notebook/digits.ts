@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { Rng } from '../util/random.js';
 import { checkInteger, checkOneOf, describe, invalid } from '../util/validate.js';
@@ -27,15 +27,32 @@ export interface Digits {
   n: number;
 }
 
-/** `notebooks/data/digits.csv.gz` of this checkout (the module lives two folders below it in src/ and dist/). */
+/** Where the digits live in the repository (they are not in the npm package). */
+const DIGITS_FILE = ['notebooks', 'data', 'digits.csv.gz'] as const;
+
+/**
+ * `notebooks/data/digits.csv.gz` of the checkout this module runs from (found by walking up
+ * from it: src/notebook/ and dist/cjs/notebook/ sit at different depths), else of the
+ * working folder or one above it.
+ */
 export function defaultDigitsPath(): string {
-  const here = typeof __dirname === 'string' ? join(__dirname, '..', '..') : process.cwd();
-  return join(here, 'notebooks', 'data', 'digits.csv.gz');
+  const starts = [typeof __dirname === 'string' ? __dirname : null, process.cwd()].filter((d): d is string => d !== null);
+  for (const start of starts) {
+    for (let dir = resolve(start); ; dir = dirname(dir)) {
+      const file = join(dir, ...DIGITS_FILE);
+      if (existsSync(file)) return file;
+      if (dirname(dir) === dir) break;
+    }
+  }
+  return join(process.cwd(), ...DIGITS_FILE);
 }
 
 /** Read the digits from a `.csv.gz` (or plain `.csv`) file, by default the repository's copy. */
 export function loadDigits(path: string = defaultDigitsPath()): Digits {
   if (typeof path !== 'string' || path === '') invalid('loadDigits', 'path', path, 'a file path');
+  if (!existsSync(path)) {
+    throw new Error(`loadDigits: ${path} does not exist; the digits ship with the lora-tfjs repository (${DIGITS_FILE.join('/')}), not with the npm package: pass the path of a copy`);
+  }
   const bytes = readFileSync(path);
   const gzipped = bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
   return parseDigitsCsv((gzipped ? gunzipSync(bytes) : bytes).toString('utf8'), path);
