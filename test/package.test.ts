@@ -192,7 +192,10 @@ async function essentials(lora, loraNode, tfl, adapterDir) {
     predictionsMaxDiff: maxDiff(p, fresh.predict(task.xTest).dataSync()),
   };
 
-  // A tfjs Layers model with addLoRA, trained with compile + fit: needs tfjs-core's gradients.
+  // A tfjs Layers model with addLoRA, trained with compile + fit: needs tfjs-core's gradients
+  // (registered by #tfjs-registrations, and also by tfjs-layers itself: its index imports
+  // tfjs-core's register_all_gradients, its Node bundle carries a copy). The chained op below
+  // is what only #tfjs-registrations provides.
   const base = tfl.sequential({ layers: [
     tfl.layers.dense({ inputShape: [16], units: 64, activation: 'relu', name: 'hidden' }),
     tfl.layers.dense({ units: 4, activation: 'softmax', name: 'head' }),
@@ -518,7 +521,7 @@ describe('the published package in a fresh project', () => {
     expect(figure.data[0].y).toHaveLength(30);
     // The first chart of a page inlines plotly.js (read from the app's plotly.js-dist-min).
     expect(String(displays[1].data?.['text/html'])).toContain('data-lora-tfjs-plotly="inline"');
-  });
+  }, 300_000);
 
   describe('in headless Chromium, bundled with esbuild', () => {
     let browser: Browser;
@@ -537,7 +540,7 @@ describe('the published package in a fresh project', () => {
       expect(readdirSync(join(site(), 'wasm')).sort()).toEqual(['tfjs-backend-wasm-simd.wasm', 'tfjs-backend-wasm-threaded-simd.wasm', 'tfjs-backend-wasm.wasm']);
       writeFileSync(join(site(), 'index.html'), '<!doctype html>\n<html><head><meta charset="utf-8"><title>lora-tfjs</title></head>\n<body><script type="module" src="./page.js"></script></body></html>\n');
       server = await serveFolder(site());
-      browser = await launchChromium();
+      browser = await phase('launch Chromium', () => launchChromium());
     }, 300_000);
 
     afterAll(async () => {
@@ -582,7 +585,7 @@ describe('the published package in a fresh project', () => {
         expect(r.last).toBeLessThan(r.first / 2);
         expect({ sameWeights: r.sameWeights, sameConfig: r.sameConfig, predictions: r.predictions, maxDiff: r.maxDiff }).toEqual({ sameWeights: true, sameConfig: true, predictions: 64 * 8, maxDiff: 0 });
         expect(r.bytes).toBeGreaterThan(1000);
-      });
+      }, 200_000);
     }
 
     it('wasm with wrong wasmPaths: the error says the binaries could not be fetched, and where from', async () => {
