@@ -8,7 +8,7 @@
  * Shapes: the reference's demo 1 (512 → 2048 → 2048 → 128, batch 32, rank 8, Adam) and a
  * small one (64 → 256 → 256 → 16), the library bundled from src/ with esbuild.
  */
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { extname, join, resolve, sep } from 'node:path';

@@ -24,6 +24,7 @@ try {
   execFileSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.esm.json'), '--outDir', join(next, 'esm')], { stdio: 'inherit' });
   await writeRegistrations(next);
   chainedOpTypes(next);
+  esmModuleUrl(next);
   rmSync(join(root, 'dist'), { recursive: true, force: true });
   renameSync(next, join(root, 'dist'));
 } finally {
@@ -81,6 +82,15 @@ function chainedOpTypes(out) {
     if (!text.includes("import '#tfjs-registrations';")) throw new Error(`build: ${file} no longer imports #tfjs-registrations`);
     writeFileSync(file, text.replace("import '#tfjs-registrations';", "import '@tensorflow/tfjs-core/dist/public/chained_ops/register_all_chained_ops.js';"));
   }
+}
+
+/** The ES module build's notebook/module-url.js learns its own URL (see that file). */
+function esmModuleUrl(out) {
+  const file = join(out, 'esm', 'notebook', 'module-url.js');
+  const text = readFileSync(file, 'utf8');
+  const marker = 'const MODULE_URL = undefined;';
+  if (!text.includes(marker)) throw new Error(`build: ${file} no longer holds "${marker}"`);
+  writeFileSync(file, text.replace(marker, 'const MODULE_URL = import.meta.url;'));
 }
 
 const link = join(root, 'node_modules', 'lora-tfjs');

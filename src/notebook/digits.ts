@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { Rng } from '../util/random.js';
+import { moduleFile } from './module-url.js';
 import { checkInteger, checkOneOf, describe, invalid } from '../util/validate.js';
 
 /**
@@ -36,7 +37,8 @@ const DIGITS_FILE = ['notebooks', 'data', 'digits.csv.gz'] as const;
  * working folder or one above it.
  */
 export function defaultDigitsPath(): string {
-  const starts = [typeof __dirname === 'string' ? __dirname : null, process.cwd()].filter((d): d is string => d !== null);
+  const here = moduleFile();
+  const starts = [here === null ? null : dirname(here), process.cwd()].filter((d): d is string => d !== null);
   for (const start of starts) {
     for (let dir = resolve(start); ; dir = dirname(dir)) {
       const file = join(dir, ...DIGITS_FILE);

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { moduleFile } from './module-url.js';
 
 /**
  * What lora-tfjs needs from the running tslab kernel, in one place because it reaches into
@@ -22,12 +23,12 @@ interface JupyterModule {
 }
 
 /**
- * A `require` resolving from `from` (a file path), else this module's own: the CommonJS build's
- * (what a kernel loads), or in the ES module build one resolving from the working folder.
+ * A `require` resolving from `from` (a file path), else from this package: the CommonJS build's
+ * own (what a kernel loads), or in the ES module build one made at this module's file.
  */
 export function nodeRequire(from?: string): NodeRequire {
   if (from !== undefined) return createRequire(from);
-  return typeof require === 'function' ? require : createRequire(join(process.cwd(), 'index.js'));
+  return typeof require === 'function' ? require : createRequire(moduleFile() ?? join(process.cwd(), 'index.js'));
 }
 
 /** tslab's `dist/jupyter.js` as loaded by this process (the kernel), or null outside a kernel. */

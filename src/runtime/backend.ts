@@ -46,6 +46,11 @@ export interface InitBackendOptions {
 
 type Platform = 'node' | 'browser';
 
+/** Whether tfjs has started (initialised) this backend; looking it up with tf.findBackend would start it. */
+function started(name: BackendName): boolean {
+  return name in tf.engine().registry;
+}
+
 function platform(): Platform {
   return tf.env().getBool('IS_NODE') ? 'node' : 'browser';
 }
@@ -53,7 +58,7 @@ function platform(): Platform {
 const NATIVE_PACKAGE = '@tensorflow/tfjs-node';
 
 async function loadNative(): Promise<void> {
-  if (tf.findBackend('tensorflow') !== null) return;
+  if (tf.findBackendFactory('tensorflow') !== null) return;
   // tfjs-node registers the "tensorflow" backend on the shared tfjs-core when it loads. The
   // name is a variable so that bundlers leave the import alone (it exists only in Node).
   const name: string = NATIVE_PACKAGE;
@@ -156,7 +161,9 @@ export async function initBackend(preferred?: BackendName | InitBackendOptions):
         : undefined;
   const wasmPaths = checkWasmPaths(options.wasmPaths);
   const where = platform();
-  if (wasmPaths !== undefined && where === 'browser' && tf.findBackend('wasm') === null) {
+  // Not tf.findBackend: it starts the backend it looks up, which would fetch the binaries
+  // from the old location first.
+  if (wasmPaths !== undefined && where === 'browser' && !started('wasm')) {
     try {
       setWasmPaths(wasmPaths);
     } catch (err) {
