@@ -78,6 +78,21 @@ describe('offline pages (scripts/lib/offline.ts)', () => {
     }
   });
 
+  it('lets a page one folder down (demo/index.html) climb to the docs folder, not above it', () => {
+    for (const url of ['../index.html', '../plotly.min.js', './demo.js', 'x/../../index.html']) expect(isExternalUrl(url, 1), url).toBe(false);
+    for (const url of ['../../index.html', '../../../x', '..\\..\\x', '%2e%2e/%2e%2e/x', '/abs.js', 'https://x']) expect(isExternalUrl(url, 1), url).toBe(true);
+    expect(externalReferences('<script src="../plotly.min.js"></script><a href="../index.html">x</a>', 1)).toEqual([]);
+    expect(externalReferences('<script src="../plotly.min.js"></script>')).toEqual(['<script src> ../plotly.min.js']);
+    expect(externalReferences('<a href="../../up.html">x</a>', 1)).toEqual(['<a href> ../../up.html']);
+  });
+
+  it('checks every url() of a style attribute, not only the first', () => {
+    const out = offlineHtml('<div style="background: url(local.png), url(../up.png)"></div>');
+    expect(externalReferences(out)).toEqual([]);
+    expect(out).toContain('url(local.png)');
+    expect(out).not.toContain('../up.png');
+  });
+
   it('finds every kind of reference out: src, href, srcset, CSS url() and @import, meta refresh, script literals', () => {
     const html = [
       '<script src="https://cdnjs.example/require.min.js"></script>',
