@@ -15,7 +15,8 @@
  *
  * Source notebooks are never modified. Executed notebooks land in DIR/notebooks, the docs
  * in DIR/docs: a small offline site (index.html, the landing page, links every notebook's
- * page; see scripts/lib/docs.ts); every file is written atomically.
+ * page and the browser demo in demo/; see scripts/lib/docs.ts and scripts/lib/demo.ts);
+ * every file is written atomically.
  *
  * Exit status: 0 when every notebook ran and every recorded value was compared with its
  * golden and held; 1 when a notebook failed or a value drifted; 3 when nothing failed but
@@ -27,6 +28,7 @@ import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { plotlyPath } from '../src/notebook/chart.js';
 import { moveAtomic } from './lib/atomic.js';
+import { buildDemo } from './lib/demo.js';
 import { type DocEntry, docStatus, notebookInfo, pageFile, renderHtml, writeSite } from './lib/docs.js';
 import { type GoldenCheck, compareWithGolden, formatDrifts, goldenSummary, readGolden, updatedGolden, writeGolden } from './lib/goldens.js';
 import { type NotebookResult, runNotebook } from './lib/notebook-run.js';
@@ -184,8 +186,11 @@ async function main(): Promise<number> {
         seconds: r.seconds,
         page: rendered.has(r.name) ? pageFile(r.name) : null,
       }));
+      // The browser demo, built before any page is written: a failed build leaves the old site whole.
+      const demo = join(tmp, 'demo');
+      await buildDemo(demo);
       const run = { backend, when: new Date(), wallSeconds: (performance.now() - started) / 1000 };
-      writeSite(docsDir, entries, rendered, run, plotlyPath());
+      writeSite(docsDir, entries, rendered, run, plotlyPath(), { demo });
       log(`docs: ${shown(join(docsDir, 'index.html'))}`);
     }
 

@@ -16,8 +16,8 @@ export async function serveFolder(dir: string): Promise<{ origin: string; close:
     const file = resolve(root, path);
     try {
       if (!file.startsWith(root + sep) || !statSync(file).isFile()) throw new Error('not in the folder');
-      // A charset only on text: Chromium refuses to compile "application/wasm; charset=utf-8".
       const type = TYPES[extname(file)] ?? 'application/octet-stream';
+      // A charset only on text: Chromium compiles wasm as it streams in only when the type is exactly application/wasm.
       res.writeHead(200, { 'content-type': /^text\/|json|svg/.test(type) ? `${type}; charset=utf-8` : type }).end(readFileSync(file));
     } catch {
       res.writeHead(404).end();

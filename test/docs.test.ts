@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -76,6 +76,21 @@ describe('offline pages (scripts/lib/offline.ts)', () => {
     for (const url of ['', '#Heading-1', 'page.html', './page.html#x', 'a/../page.html', 'plotly.min.js?v=1', 'data:image/png;base64,AAAA', 'DATA:text/plain,x', '02 b.html']) {
       expect(isExternalUrl(url), url).toBe(false);
     }
+  });
+
+  it('lets a page one folder down (demo/index.html) climb to the docs folder, not above it', () => {
+    for (const url of ['../index.html', '../plotly.min.js', './demo.js', 'x/../../index.html']) expect(isExternalUrl(url, 1), url).toBe(false);
+    for (const url of ['../../index.html', '../../../x', '..\\..\\x', '%2e%2e/%2e%2e/x', '/abs.js', 'https://x']) expect(isExternalUrl(url, 1), url).toBe(true);
+    expect(externalReferences('<script src="../plotly.min.js"></script><a href="../index.html">x</a>', 1)).toEqual([]);
+    expect(externalReferences('<script src="../plotly.min.js"></script>')).toEqual(['<script src> ../plotly.min.js']);
+    expect(externalReferences('<a href="../../up.html">x</a>', 1)).toEqual(['<a href> ../../up.html']);
+  });
+
+  it('checks every url() of a style attribute, not only the first', () => {
+    const out = offlineHtml('<div style="background: url(local.png), url(../up.png)"></div>');
+    expect(externalReferences(out)).toEqual([]);
+    expect(out).toContain('url(local.png)');
+    expect(out).not.toContain('../up.png');
   });
 
   it('finds every kind of reference out: src, href, srcset, CSS url() and @import, meta refresh, script literals', () => {
@@ -277,6 +292,12 @@ describe('the docs site (scripts/lib/docs.ts)', () => {
     expect(html).toContain('1 passed, 1 failed, 1 unchecked');
     for (const text of ['frozen', 'A: [in, r]', 'B: [r, out]', 's = alpha / r', '<code>B</code> starts at zero', 'npm install', 'npm run lab', 'npm run notebooks']) expect(html).toContain(text);
     expect(externalReferences(html)).toEqual([]);
+    expect(html).not.toContain('demo/index.html');
+    // With the browser demo: one line in the intro links it.
+    const withDemo = indexHtml(entries, run, { demo: true });
+    expect(hrefs(withDemo)).toEqual(['demo/index.html', '01-a.html', '03-c.html']);
+    expect(withDemo).toMatch(/<p class="demo">[^\n]*<a href="demo\/index.html">train a LoRA adapter in your browser<\/a>[^\n]*<\/p>\n/);
+    expect(externalReferences(withDemo)).toEqual([]);
   });
 
   describe('writeSite', () => {
@@ -308,6 +329,29 @@ describe('the docs site (scripts/lib/docs.ts)', () => {
       const bare = setup({ '01-a': nbconvertPage('<p>a</p>') });
       writeSite(bare.docs, [entry('01-a')], bare.rendered, run, join(bare.dir, 'plotly.src.js'));
       expect(readdirSync(bare.docs).sort()).toEqual(['01-a.html', 'index.html']);
+    });
+
+    it('moves a built demo folder in whole (replacing the old one), writes plotly.min.js for it and links it from the index', () => {
+      const { dir, docs, rendered } = setup({ '01-a': nbconvertPage('<p>a</p>') });
+      const built = (text: string) => {
+        const demo = mkdtempSync(join(dir, 'demo-'));
+        writeFileSync(join(demo, 'index.html'), text);
+        writeFileSync(join(demo, 'demo.js'), '');
+        return demo;
+      };
+      mkdirSync(join(docs, 'demo'), { recursive: true });
+      writeFileSync(join(docs, 'demo', 'stale.js'), 'old');
+      const demo = built('<p>new demo</p>');
+      writeSite(docs, [entry('01-a')], rendered, run, join(dir, 'plotly.src.js'), { demo });
+      expect(readdirSync(docs).sort()).toEqual(['01-a.html', 'demo', 'index.html', 'plotly.min.js']); // no chart, but the demo needs plotly.js
+      expect(readdirSync(join(docs, 'demo')).sort()).toEqual(['demo.js', 'index.html']); // the old folder's files are gone
+      expect(readFileSync(join(docs, 'demo', 'index.html'), 'utf8')).toBe('<p>new demo</p>');
+      expect(existsSync(demo)).toBe(false); // moved, not copied
+      expect(hrefs(readFileSync(join(docs, 'index.html'), 'utf8'))).toContain('demo/index.html');
+      // A demo folder that was never built is refused before anything is written.
+      const fresh = setup({ '01-a': nbconvertPage('<p>a</p>') });
+      expect(() => writeSite(fresh.docs, [entry('01-a')], fresh.rendered, run, join(fresh.dir, 'plotly.src.js'), { demo: join(fresh.dir, 'nothing') })).toThrow(/has no index\.html/);
+      expect(existsSync(fresh.docs)).toBe(false);
     });
 
     it('a page refused after another was built writes nothing: the previous site stays whole', () => {

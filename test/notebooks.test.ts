@@ -122,6 +122,7 @@ describe('the seven notebooks, run headless, and their HTML docs', () => {
         expect(text, phrase).toContain(phrase);
       }
       expect(text).toMatch(/\d{4}-\d\d-\d\d \d\d:\d\d UTC/);
+      expect(await p.locator('p.demo a[href="demo/index.html"]').count()).toBe(1); // the browser demo (test/demo.test.ts)
       const tr = p.locator('tbody tr');
       expect(await tr.count()).toBe(7);
       for (const [i, name] of names.entries()) {
@@ -197,7 +198,8 @@ describe('the seven notebooks, run headless, and their HTML docs', () => {
         expect(opened.blocked).toEqual([]);
         await opened.close();
       }
-      expect(readdirSync(join(fixturesOut, 'docs')).sort()).toEqual(['fixture-drift.html', 'fixture-unchecked.html', 'index.html']);
+      // The browser demo (and the plotly.js it draws with) comes with every site.
+      expect(readdirSync(join(fixturesOut, 'docs')).sort()).toEqual(['demo', 'fixture-drift.html', 'fixture-unchecked.html', 'index.html', 'plotly.min.js']);
     });
   });
 });

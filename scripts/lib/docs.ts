@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
@@ -7,6 +7,8 @@ import { type GoldenCheck, goldenNote } from './goldens.js';
 import { escapeHtml } from './html.js';
 import type { Failure } from './notebook-run.js';
 import { PLOTLY_SCRIPT_MARKER } from '../../src/notebook/display.js';
+import { replaceDir } from './atomic.js';
+import { DEMO_DIR, DEMO_PAGE } from './demo.js';
 import { PLOTLY_FILE, externalReferences, offlineHtml } from './offline.js';
 
 /**
@@ -177,8 +179,8 @@ export function docPage(html: string, entries: readonly DocEntry[], name: string
   return out.replace(/<title>[\s\S]*?<\/title>/i, () => `<title>${escapeHtml(e.title)} · lora-tfjs notebooks</title>`);
 }
 
-/** The landing page: what LoRA is, the notebooks with this run's results, how to run them. */
-export function indexHtml(entries: readonly DocEntry[], run: RunInfo): string {
+/** The landing page: what LoRA is, the notebooks with this run's results, how to run them (and, when the site has it, a link to the browser demo). */
+export function indexHtml(entries: readonly DocEntry[], run: RunInfo, options: { demo?: boolean } = {}): string {
   const count = (s: DocStatus) => entries.filter((e) => e.status === s).length;
   const rows = entries
     .map((e, i) => {
@@ -218,7 +220,7 @@ td.note { color: #57606a; font-size: .9rem; }
 <body>
 <h1>lora-tfjs notebooks</h1>
 <p class="lead">LoRA (low-rank adaptation) for TensorFlow.js, in TypeScript, shown in notebooks that run the demos of a reference program and check what they claim.</p>
-
+${options.demo === true ? `<p class="demo">Or try it here: <a href="${escapeHtml(DEMO_PAGE)}">train a LoRA adapter in your browser</a>, with a live loss curve and the adapter to download.</p>\n` : ''}
 <h2>What LoRA is</h2>
 <p>A LoRA layer keeps a pretrained weight <code>W</code> frozen and learns a low-rank update beside it:</p>
 <pre>y = x·W + b + s·(dropout(x)·A)·B        A: [in, r]   B: [r, out]   s = alpha / r</pre>
@@ -262,10 +264,19 @@ export async function renderHtml(jupyter: string, executed: readonly string[], t
 
 /**
  * Write the site into `docsDir`, each file atomically: one page per rendered notebook, the
- * shared plotly.js when a page draws a chart, and index.html last. Refuses a page that would still reach outside the
- * folder (a template that no longer drops nbconvert's CDN scripts, say), naming what.
+ * shared plotly.js when a page draws a chart (or the site has the demo), the browser demo's
+ * folder when `options.demo` names one already built (buildDemo; it is moved in whole), and
+ * index.html last. Refuses a page that would still reach outside the folder (a template that
+ * no longer drops nbconvert's CDN scripts, say), naming what, before anything is written.
  */
-export function writeSite(docsDir: string, entries: readonly DocEntry[], rendered: ReadonlyMap<string, string>, run: RunInfo, plotlyFile: string): void {
+export function writeSite(
+  docsDir: string,
+  entries: readonly DocEntry[],
+  rendered: ReadonlyMap<string, string>,
+  run: RunInfo,
+  plotlyFile: string,
+  options: { demo?: string } = {},
+): void {
   // Every page built and checked before any is written: a refused page leaves the old site whole.
   const pages = new Map<string, string>();
   for (const e of entries) {
@@ -277,8 +288,11 @@ export function writeSite(docsDir: string, entries: readonly DocEntry[], rendere
     if (external.length > 0) throw new Error(`docs: ${e.page} would load or link outside the docs folder:\n  ${external.join('\n  ')}`);
     pages.set(e.page, page);
   }
+  const demo = options.demo;
+  if (demo !== undefined && !existsSync(join(demo, 'index.html'))) throw new Error(`docs: the demo folder ${demo} has no index.html (build it with buildDemo first)`);
   const charts = [...pages.values()].some((page) => page.includes(`${PLOTLY_SCRIPT_MARKER}="file"`));
   for (const [file, page] of pages) writeFileAtomic(join(docsDir, file), page);
-  if (charts) writeFileAtomic(join(docsDir, PLOTLY_FILE), readFileSync(plotlyFile));
-  writeFileAtomic(join(docsDir, 'index.html'), indexHtml(entries, run));
+  if (charts || demo !== undefined) writeFileAtomic(join(docsDir, PLOTLY_FILE), readFileSync(plotlyFile));
+  if (demo !== undefined) replaceDir(demo, join(docsDir, DEMO_DIR));
+  writeFileAtomic(join(docsDir, 'index.html'), indexHtml(entries, run, { demo: demo !== undefined }));
 }

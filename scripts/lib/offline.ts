@@ -15,21 +15,22 @@ export const CHART_CLASS = 'lora-tfjs-plot';
  * True when a URL (as an attribute holds it, entities decoded) points outside the docs
  * folder: any scheme but `data:` (http, https, file, mailto, …), a protocol-relative or
  * absolute path, or a relative path that climbs above the folder. `#fragment`s and relative
- * paths inside the folder are not external.
+ * paths inside the folder are not external. `depth` is how many folders below the docs
+ * folder the page sits (`demo/index.html`: 1), so that it may climb that far (`../index.html`).
  */
-export function isExternalUrl(url: string): boolean {
+export function isExternalUrl(url: string, depth = 0): boolean {
   // Browsers drop tabs and newlines anywhere in a URL, and spaces and controls at its ends.
   const u = url.replace(/[\t\n\r]/g, '').replace(/^[\u0000-\u0020]+|[\u0000-\u0020]+$/g, '');
   if (u === '' || u.startsWith('#')) return false;
   const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):/.exec(u);
   if (scheme !== null) return scheme[1].toLowerCase() !== 'data';
   if (u.startsWith('/') || u.startsWith('\\')) return true;
-  let depth = 0;
+  let level = depth;
   for (const segment of u.split(/[?#]/)[0].split(/[/\\]/)) {
     const s = segment.replace(/%2e/gi, '.');
-    if (s === '..') depth -= 1;
-    else if (s !== '.' && s !== '') depth += 1;
-    if (depth < 0) return true;
+    if (s === '..') level -= 1;
+    else if (s !== '.' && s !== '') level += 1;
+    if (level < 0) return true;
   }
   return false;
 }
@@ -79,15 +80,17 @@ function tagUrls(tag: StartTag): Array<{ attr: string; url: string }> {
  * Every reference of the page to something outside the docs folder: URL attributes
  * (href, src, srcset, …), CSS `url()` and `@import` (style elements and attributes), meta
  * refreshes, and URLs written as string literals in inline scripts. Each as `<tag attr> url`.
+ * `depth`: the page's folder depth below the docs folder (see {@link isExternalUrl}).
  */
-export function externalReferences(html: string): string[] {
+export function externalReferences(html: string, depth = 0): string[] {
   const found: string[] = [];
+  const external = (url: string) => isExternalUrl(url, depth);
   for (const tag of startTags(html)) {
-    for (const { attr: name, url } of tagUrls(tag)) if (isExternalUrl(url)) found.push(`<${tag.name} ${name}> ${url}`);
+    for (const { attr: name, url } of tagUrls(tag)) if (external(url)) found.push(`<${tag.name} ${name}> ${url}`);
     if (tag.raw === null) continue;
-    if (tag.name === 'style') for (const url of cssUrls(tag.raw.text)) if (isExternalUrl(url)) found.push(`<style> ${url}`);
+    if (tag.name === 'style') for (const url of cssUrls(tag.raw.text)) if (external(url)) found.push(`<style> ${url}`);
     if (tag.name === 'script') {
-      for (const m of tag.raw.text.matchAll(SCRIPT_URL)) if (!XML_NAMESPACE.test(m[1]) && isExternalUrl(m[1])) found.push(`<script> ${m[1]}`);
+      for (const m of tag.raw.text.matchAll(SCRIPT_URL)) if (!XML_NAMESPACE.test(m[1]) && external(m[1])) found.push(`<script> ${m[1]}`);
     }
   }
   return found;
@@ -136,8 +139,8 @@ export function offlineHtml(html: string): string {
       continue;
     }
     const external = tagUrls(tag).filter((u) => u.attr !== 'style' && isExternalUrl(u.url));
-    const styleOut = attr(tag, 'style') !== undefined && cssUrls(attr(tag, 'style') ?? '').some(isExternalUrl);
-    if (tag.raw !== null && tag.name === 'style' && cssUrls(tag.raw.text).some(isExternalUrl)) {
+    const styleOut = attr(tag, 'style') !== undefined && cssUrls(attr(tag, 'style') ?? '').some((u) => isExternalUrl(u));
+    if (tag.raw !== null && tag.name === 'style' && cssUrls(tag.raw.text).some((u) => isExternalUrl(u))) {
       edits.push({ start: tag.raw.start, end: tag.raw.end, text: cssOffline(tag.raw.text) });
     }
     if (external.length === 0 && !styleOut) continue;
