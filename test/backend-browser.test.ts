@@ -85,15 +85,19 @@ describe('initBackend in a page', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  async function open(query: Record<string, string>): Promise<Outcome> {
+  async function open(query: Record<string, string>): Promise<Outcome & { wasmFetches: string[] }> {
     const { page, blocked, pageErrors, close } = await offlinePage(browser, server.origin);
+    const wasmFetches: string[] = [];
+    page.on('request', (r) => {
+      if (r.url().endsWith('.wasm')) wasmFetches.push(new URL(r.url()).pathname);
+    });
     try {
       await page.goto(`${server.origin}/index.html?${new URLSearchParams(query)}`);
       await page.waitForFunction(() => (window as unknown as { __outcome?: unknown }).__outcome !== undefined, undefined, { timeout: 60_000 });
       const outcome = (await page.evaluate(() => (window as unknown as { __outcome: unknown }).__outcome)) as Outcome;
       expect(blocked).toEqual([]);
       expect(pageErrors).toEqual([]);
-      return outcome;
+      return { ...outcome, wasmFetches };
     } finally {
       await close();
     }
@@ -106,6 +110,8 @@ describe('initBackend in a page', () => {
     expect(o.summary).toMatch(/^wasm \(SIMD, /);
     expect(o.warnings).toEqual([]);
     expect(o.lossLast!).toBeLessThan(0.5 * o.lossFirst!);
+    // One binary (SIMD, no cross-origin isolation), fetched once: nothing started wasm before its path was set.
+    expect(o.wasmFetches).toEqual(['/wasm/tfjs-backend-wasm-simd.wasm']);
   });
 
   it('passes over the GPU backends the app registered when they would run in software, and says why', async () => {

@@ -221,6 +221,11 @@ import * as tfl from '@tensorflow/tfjs-layers';
 ${ESSENTIALS}
 const out = await essentials(lora, loraNode, tfl, process.argv[2]);
 out.resolved = Object.fromEntries(['lora-tfjs', 'lora-tfjs/node', '@tensorflow/tfjs-layers', '@tensorflow/tfjs-core'].map((s) => [s, new URL(import.meta.resolve(s)).pathname]));
+// Run from outside the app: the notebook helpers must find plotly.js beside lora-tfjs, not in the working folder.
+const notebook = await import('lora-tfjs/notebook');
+let digitsError = null;
+try { notebook.loadDigits(); } catch (e) { digitsError = e.message; }
+out.notebook = { plotlyPath: notebook.plotlyPath(), digitsError };
 console.log(JSON.stringify(out));
 `;
 
@@ -417,7 +422,7 @@ describe('the published package in a fresh project', () => {
   it('works from a Node ES module: wasm, training, adapter files and bytes, a Layers model with compile + fit, chained ops', async () => {
     writeFileSync(join(app, 'check.mjs'), ESM_SCRIPT);
     const adapterDir = join(work, 'adapter-esm');
-    const { stdout } = await phase('Node ESM script', () => run(process.execPath, ['check.mjs', adapterDir], app, 90_000));
+    const { stdout } = await phase('Node ESM script', () => run(process.execPath, [join(app, 'check.mjs'), adapterDir], work, 90_000));
     const r = resultLine(stdout, 'check.mjs');
     log(`ESM: ${r.summary}, LoRAMLP loss ${r.mlp.first.toFixed(4)} -> ${r.mlp.last.toFixed(4)} (${r.mlp.msPerStep.toFixed(1)} ms/step), Layers loss ${r.layers.first.toFixed(4)} -> ${r.layers.last.toFixed(4)}`);
     expect(r.backend).toBe('wasm');
@@ -436,6 +441,10 @@ describe('the published package in a fresh project', () => {
       '@tensorflow/tfjs-layers': join(app, 'node_modules/@tensorflow/tfjs-layers/dist/tf-layers.node.js'),
       '@tensorflow/tfjs-core': join(app, 'node_modules/@tensorflow/tfjs-core/dist/tf-core.node.js'),
     });
+    expect(r.notebook.plotlyPath).toBe(join(app, 'node_modules/plotly.js-dist-min/plotly.min.js'));
+    expect(r.notebook.digitsError).toBe(
+      `loadDigits: ${join(work, 'notebooks/data/digits.csv.gz')} does not exist; the digits ship with the lora-tfjs repository (notebooks/data/digits.csv.gz), not with the npm package: pass the path of a copy`,
+    );
   });
 
   it('works from CommonJS; require("lora-tfjs") loads no Node built-in, nothing of /node or /notebook, no plotly', async () => {
