@@ -5,39 +5,13 @@ import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_DIR, DEMO_WASM, buildDemo, demoPage, demoTemplateValues } from '../scripts/lib/demo.js';
-import { DEMO_DEFAULTS, DEMO_LIMITS, DEMO_TASK, LiveSeries, PROBE_ROWS, comparison, demoAlpha, fallbackNote, formatNumber, lossFigure, parseDemoInputs } from '../scripts/lib/demo-page.js';
+import { DEMO_DEFAULTS, DEMO_LIMITS, DEMO_TASK, type DemoRun, type DemoState, LiveSeries, PROBE_ROWS, comparison, demoAlpha, fallbackNote, formatNumber, lossFigure, parseDemoInputs } from '../scripts/lib/demo-page.js';
 import { PLOTLY_FILE } from '../scripts/lib/offline.js';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoRAMLP, MLP, decodeSafetensors, deserializeAdapter, initBackend, lowRankShiftTask, maxAbsDiff, tf } from '../src/index.js';
 import { plotlyPath } from '../src/notebook/chart.js';
 import { WASM_BINARIES } from '../src/runtime/backend.js';
 import { launchChromium, offlinePage } from './browser.js';
 import { brokenReferences, serveFolder } from './docs-site.js';
-
-/** What the page leaves in window.__demo (scripts/demo/main.ts). */
-interface DemoRun {
-  rank: number;
-  alpha: number;
-  steps: number;
-  losses: number[];
-  msPerStep: number;
-  computeMsPerStep: number;
-  testMse: number;
-  baseTestMse: number;
-  trainable: number;
-  adapter: { name: string; modules: string[]; factors: Record<string, { A: number[][]; B: number[][] }> };
-  base: Array<{ W: number[][]; b: number[] }>;
-  probe: { x: number[][]; y: number[][] };
-  files: { config: string; weightsBytes: number; weightsSha256: string | null };
-  tensors: number;
-}
-interface DemoState {
-  state: string;
-  backend: string | null;
-  summary: string | null;
-  fallback: string | null;
-  error: string | null;
-  run: DemoRun | null;
-}
 
 const transpose = (m: number[][]) => m[0].map((_, j) => m.map((row) => row[j]));
 const demoState = (p: Page) => p.evaluate(() => (window as unknown as { __demo: DemoState }).__demo);

@@ -20,44 +20,11 @@ import {
   tf,
   train,
 } from 'lora-tfjs';
-import { DEMO_TASK, DEMO_TRAINING, LiveSeries, PROBE_ROWS, comparison, demoAlpha, fallbackNote, formatNumber, lossFigure, parseDemoInputs } from '../lib/demo-page.js';
+import { DEMO_TASK, DEMO_TRAINING, type DemoRun, type DemoState, LiveSeries, PROBE_ROWS, comparison, demoAlpha, fallbackNote, formatNumber, lossFigure, parseDemoInputs } from '../lib/demo-page.js';
 
 interface PlotlyLike {
   newPlot(el: HTMLElement, data: unknown[], layout: unknown, config: unknown): Promise<unknown>;
   extendTraces(el: HTMLElement, update: { x: number[][]; y: number[][] }, traces: number[]): Promise<unknown>;
-}
-
-/** A finished run, as plain values. */
-interface DemoRun {
-  rank: number;
-  alpha: number;
-  steps: number;
-  losses: number[];
-  /** train()'s own figure: the wall time of the run over its steps, chart updates included. */
-  msPerStep: number;
-  /** The steps alone: the time spent outside onStep. */
-  computeMsPerStep: number;
-  testMse: number;
-  baseTestMse: number;
-  trainable: number;
-  /** The adapter's factors in lora-tfjs's layout (A [in, r], B [r, out]) per module. */
-  adapter: { name: string; modules: string[]; factors: Record<string, { A: number[][]; B: number[][] }> };
-  /** The frozen base's weights (W [in, out], b [out]). */
-  base: Array<{ W: number[][]; b: number[] }>;
-  /** The first held-out rows and the adapted model's predictions on them. */
-  probe: { x: number[][]; y: number[][] };
-  files: { config: string; weightsBytes: number; weightsSha256: string | null };
-  /** tf.memory().numTensors after the run (the same after every run: nothing leaks). */
-  tensors: number;
-}
-
-interface DemoState {
-  state: 'loading' | 'ready' | 'training' | 'done' | 'error';
-  backend: string | null;
-  summary: string | null;
-  fallback: string | null;
-  error: string | null;
-  run: DemoRun | null;
 }
 
 const demo: DemoState = { state: 'loading', backend: null, summary: null, fallback: null, error: null, run: null };

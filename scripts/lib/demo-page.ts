@@ -111,3 +111,36 @@ export function comparison(adapted: number, base: number): string {
   if (!(adapted > 0) || !(base > 0)) return '';
   return adapted < base ? `${formatNumber(base / adapted)}× lower than the base model's` : `${formatNumber(adapted / base)}× higher than the base model's`;
 }
+
+/** A finished run, as plain values: what the page leaves in `window.__demo.run` (read by test/demo.test.ts). */
+export interface DemoRun {
+  rank: number;
+  alpha: number;
+  steps: number;
+  losses: number[];
+  /** train()'s own figure: the wall time of the run over its steps, chart updates included. */
+  msPerStep: number;
+  /** The steps alone: the time spent outside onStep. */
+  computeMsPerStep: number;
+  testMse: number;
+  baseTestMse: number;
+  trainable: number;
+  /** The adapter's factors in lora-tfjs's layout (A [in, r], B [r, out]) per module. */
+  adapter: { name: string; modules: string[]; factors: Record<string, { A: number[][]; B: number[][] }> };
+  /** The frozen base's weights (W [in, out], b [out]). */
+  base: Array<{ W: number[][]; b: number[] }>;
+  /** The first held-out rows and the adapted model's predictions on them. */
+  probe: { x: number[][]; y: number[][] };
+  files: { config: string; weightsBytes: number; weightsSha256: string | null };
+  /** tf.memory().numTensors after the run (the same after every run: nothing leaks). */
+  tensors: number;
+}
+
+export interface DemoState {
+  state: 'loading' | 'ready' | 'training' | 'done' | 'error';
+  backend: string | null;
+  summary: string | null;
+  fallback: string | null;
+  error: string | null;
+  run: DemoRun | null;
+}
