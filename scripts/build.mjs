@@ -25,6 +25,7 @@ try {
   await writeRegistrations(next);
   chainedOpTypes(next);
   esmModuleUrl(next);
+  nodeImportWrappers(next);
   rmSync(join(root, 'dist'), { recursive: true, force: true });
   renameSync(next, join(root, 'dist'));
 } finally {
@@ -81,6 +82,20 @@ function chainedOpTypes(out) {
     const text = readFileSync(file, 'utf8');
     if (!text.includes("import '#tfjs-registrations';")) throw new Error(`build: ${file} no longer imports #tfjs-registrations`);
     writeFileSync(file, text.replace("import '#tfjs-registrations';", "import '@tensorflow/tfjs-core/dist/public/chained_ops/register_all_chained_ops.js';"));
+  }
+}
+
+/**
+ * Node's `import` of each entry (package.json exports: node → import) is a one-line ES module
+ * over the CommonJS build, so that a process that both imports and requires lora-tfjs holds one
+ * copy of it. Two copies would each register LoRADense & co. with the one tfjs-layers registry,
+ * and the models one copy rebuilds would fail the other's instanceof checks. Bundlers (no
+ * "node" condition) get the real ES modules, which tree-shake.
+ */
+function nodeImportWrappers(out) {
+  for (const entry of ['index', 'node/index', 'notebook/index']) {
+    const base = entry.split('/').pop();
+    writeFileSync(join(out, 'cjs', `${entry}.mjs`), `// Node's import of lora-tfjs${entry === 'index' ? '' : '/' + entry.split('/')[0]}: the CommonJS build (see scripts/build.mjs).\nexport * from './${base}.js';\n`);
   }
 }
 

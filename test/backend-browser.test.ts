@@ -18,6 +18,7 @@ const wasmDist = join(root, 'node_modules', '@tensorflow', 'tfjs-backend-wasm', 
 
 interface Outcome {
   backend?: string;
+  again?: string[];
   summary?: string;
   error?: string;
   warnings: string[];
@@ -40,6 +41,14 @@ try {
   const options = JSON.parse(params.get('options') ?? '{}');
   out.backend = await lora.initBackend(options);
   out.summary = lora.backendSummary();
+  for (const again of JSON.parse(params.get('again') ?? '[]')) {
+    try {
+      await lora.initBackend(again);
+      (out.again ??= []).push('ok');
+    } catch (err) {
+      (out.again ??= []).push(String(err.message ?? err));
+    }
+  }
   const task = lora.lowRankShiftTask({ dims: [8, 16, 4], shiftRank: 1, samples: 64, seed: 3 });
   const model = lora.LoRAMLP.fromBase(task.base, { rank: 2, alpha: 4, seed: 1 });
   const { losses } = await lora.train(model, { x: task.x, y: task.yShifted, steps: 150, batchSize: 16, learningRate: 3e-2, seed: 0 });
@@ -104,9 +113,11 @@ describe('initBackend in a page', () => {
   }
 
   it('picks wasm with the binaries served where wasmPaths says, and trains', async () => {
-    const o = await open({ options: JSON.stringify({ wasmPaths: './wasm/' }) });
+    const o = await open({ options: JSON.stringify({ wasmPaths: './wasm/' }), again: JSON.stringify([{ wasmPaths: './wasm/' }, { wasmPaths: './other/' }]) });
     expect(o.error).toBeUndefined();
     expect(o.backend).toBe('wasm');
+    // The same paths again are fine; other paths, once wasm has started, are refused in words.
+    expect(o.again).toEqual(['ok', 'initBackend: wasmPaths = "./other/" is invalid; expected the paths wasm started with ("./wasm/"): they cannot change once it has started; reload the page']);
     expect(o.summary).toMatch(/^wasm \(SIMD, /);
     expect(o.warnings).toEqual([]);
     expect(o.lossLast!).toBeLessThan(0.5 * o.lossFirst!);

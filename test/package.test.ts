@@ -221,6 +221,12 @@ import * as tfl from '@tensorflow/tfjs-layers';
 ${ESSENTIALS}
 const out = await essentials(lora, loraNode, tfl, process.argv[2]);
 out.resolved = Object.fromEntries(['lora-tfjs', 'lora-tfjs/node', '@tensorflow/tfjs-layers', '@tensorflow/tfjs-core'].map((s) => [s, new URL(import.meta.resolve(s)).pathname]));
+// import and require in one process give the same lora-tfjs: a model adapted by one is a LoRA model to the other.
+const { createRequire } = await import('node:module');
+const required = createRequire(import.meta.url)('lora-tfjs');
+const adapted = lora.addLoRA(tfl.sequential({ layers: [tfl.layers.dense({ inputShape: [4], units: 3, name: 'd' })] }), { rank: 1 });
+out.dual = { same: required.addLoRA === lora.addLoRA && required.LoRADense === lora.LoRADense, layersSeenByRequire: required.loraLayers(adapted).length };
+adapted.dispose();
 // Run from outside the app: the notebook helpers must find plotly.js beside lora-tfjs, not in the working folder.
 const notebook = await import('lora-tfjs/notebook');
 let digitsError = null;
@@ -287,6 +293,9 @@ showPlot(lossCurvesFigure([{ name: "LoRA r=4", y: losses }], "Training loss"));`
 /** The page: trains, round-trips the adapter's bytes and times training; the outcome goes on window.__result. */
 const PAGE_ENTRY = String.raw`
 import '@tensorflow/tfjs-backend-webgl';
+import { loadLayersModel } from '@tensorflow/tfjs-layers';
+// Nothing here names LoRADense: the model below loads only if the bundler kept the LoRA layer
+// classes' registration (package.json sideEffects).
 import { initBackend, backendSummary, LoRAMLP, lowRankShiftTask, train, serializeAdapter, deserializeAdapter, adapterConfigText, tf } from 'lora-tfjs';
 
 const params = new URLSearchParams(location.search);
@@ -323,6 +332,13 @@ async function main() {
   let maxDiff = 0;
   for (let i = 0; i < a.length; i++) maxDiff = Math.max(maxDiff, Math.abs(a[i] - b[i]));
   const larger = await timedTrain([128, 512, 512, 64], 15, 64, 1e-3);
+  // A Layers model with LoRA layers, saved by the Node script, read with plain tfjs-layers.
+  const saved = await loadLayersModel('./lora-model/model.json');
+  const expected = await (await fetch('./lora-model/expected.json')).json();
+  const got = Array.from(await saved.predict(tf.tensor2d(expected.x)).data());
+  const loaded = { classes: saved.layers.map((l) => l.getClassName()), maxDiff: Math.max(...got.map((v, i) => Math.abs(v - expected.y.flat()[i]))) };
+  // The tensor methods come from #tfjs-registrations (tfjs-layers registers the gradients itself).
+  const chained = Array.from(tf.tensor1d([1, 2, 3]).square().dataSync());
   return {
     backend: started,
     active: tf.getBackend(),
@@ -336,6 +352,8 @@ async function main() {
     predictions: a.length,
     maxDiff,
     timings: [timing, larger.timing],
+    loaded,
+    chained,
   };
 }
 
@@ -343,6 +361,25 @@ main().then(
   (r) => { window.__result = { ok: true, ...r }; },
   (e) => { window.__result = { ok: false, error: String((e && e.message) || e) }; },
 );
+`;
+
+/** Saves an adapted (and trained) Layers model with file:// for the page, with a few inputs and its outputs on them. */
+const SAVE_LORA_MODEL = String.raw`
+import { mkdirSync, writeFileSync } from 'node:fs';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { addLoRA, initBackend, tf } from 'lora-tfjs';
+import 'lora-tfjs/node';
+const dir = process.argv[2];
+await initBackend();
+const base = tfl.sequential({ layers: [tfl.layers.dense({ inputShape: [6], units: 8, activation: 'relu', name: 'hidden' }), tfl.layers.dense({ units: 3, name: 'head' })] });
+const model = addLoRA(base, { targetModules: ['hidden'], rank: 2, alpha: 4, seed: 1 });
+model.compile({ optimizer: tf.train.adam(3e-2), loss: 'meanSquaredError' });
+const x = tf.randomNormal([32, 6], 0, 1, 'float32', 5);
+await model.fit(x, tf.randomNormal([32, 3], 0, 1, 'float32', 6), { epochs: 20, verbose: 0 });
+mkdirSync(dir, { recursive: true });
+await model.save('file://' + dir);
+const probe = tf.slice(x, [0, 0], [4, 6]);
+writeFileSync(dir + '/expected.json', JSON.stringify({ x: probe.arraySync(), y: model.predict(probe).arraySync() }));
 `;
 
 // ---------------------------------------------------------------------------------------------
@@ -385,7 +422,7 @@ describe('the published package in a fresh project', () => {
 
   it('packs dist/ with both builds, their types and the three entry points, and nothing else', () => {
     const files = packed.files.map((f) => f.path);
-    const required = ['package.json', 'README.md'];
+    const required = ['package.json', 'README.md', 'LICENSE', 'dist/cjs/index.mjs', 'dist/cjs/node/index.mjs', 'dist/cjs/notebook/index.mjs'];
     for (const build of ['cjs', 'esm']) {
       for (const entry of ['index', 'node/index', 'notebook/index']) required.push(`dist/${build}/${entry}.js`, `dist/${build}/${entry}.d.ts`);
       required.push(`dist/${build}/package.json`, `dist/${build}/runtime/tfjs-registrations.node.cjs`, `dist/${build}/runtime/tfjs-registrations.browser.mjs`);
@@ -436,11 +473,13 @@ describe('the published package in a fresh project', () => {
     expect(r.layers.last).toBeLessThan(r.layers.first / 2);
     expect(r.chained).toEqual([1, 4, 9]);
     expect(r.resolved).toEqual({
-      'lora-tfjs': join(app, 'node_modules/lora-tfjs/dist/esm/index.js'),
-      'lora-tfjs/node': join(app, 'node_modules/lora-tfjs/dist/esm/node/index.js'),
+      // Node's import is the CommonJS build behind a one-line ES module: one copy per process.
+      'lora-tfjs': join(app, 'node_modules/lora-tfjs/dist/cjs/index.mjs'),
+      'lora-tfjs/node': join(app, 'node_modules/lora-tfjs/dist/cjs/node/index.mjs'),
       '@tensorflow/tfjs-layers': join(app, 'node_modules/@tensorflow/tfjs-layers/dist/tf-layers.node.js'),
       '@tensorflow/tfjs-core': join(app, 'node_modules/@tensorflow/tfjs-core/dist/tf-core.node.js'),
     });
+    expect(r.dual).toEqual({ same: true, layersSeenByRequire: 1 });
     expect(r.notebook.plotlyPath).toBe(join(app, 'node_modules/plotly.js-dist-min/plotly.min.js'));
     expect(r.notebook.digitsError).toBe(
       `loadDigits: ${join(work, 'notebooks/data/digits.csv.gz')} does not exist; the digits ship with the lora-tfjs repository (notebooks/data/digits.csv.gz), not with the npm package: pass the path of a copy`,
@@ -547,6 +586,8 @@ describe('the published package in a fresh project', () => {
         copyFileSync(join(app, 'node_modules/@tensorflow/tfjs-backend-wasm/dist', f), join(site(), 'wasm', f));
       }
       expect(readdirSync(join(site(), 'wasm')).sort()).toEqual(['tfjs-backend-wasm-simd.wasm', 'tfjs-backend-wasm-threaded-simd.wasm', 'tfjs-backend-wasm.wasm']);
+      writeFileSync(join(app, 'save-lora-model.mjs'), SAVE_LORA_MODEL);
+      await phase('Node: a Layers model with LoRA layers saved for the page', () => run(process.execPath, ['save-lora-model.mjs', join(site(), 'lora-model')], app, 90_000));
       writeFileSync(join(site(), 'index.html'), '<!doctype html>\n<html><head><meta charset="utf-8"><title>lora-tfjs</title></head>\n<body><script type="module" src="./page.js"></script></body></html>\n');
       server = await serveFolder(site());
       browser = await phase('launch Chromium', () => launchChromium());
@@ -594,6 +635,9 @@ describe('the published package in a fresh project', () => {
         expect(r.last).toBeLessThan(r.first / 2);
         expect({ sameWeights: r.sameWeights, sameConfig: r.sameConfig, predictions: r.predictions, maxDiff: r.maxDiff }).toEqual({ sameWeights: true, sameConfig: true, predictions: 64 * 8, maxDiff: 0 });
         expect(r.bytes).toBeGreaterThan(1000);
+        expect(r.chained).toEqual([1, 4, 9]);
+        expect(r.loaded.classes).toEqual(['LoRADense', 'Dense']);
+        expect(r.loaded.maxDiff).toBeLessThan(1e-5);
       }, 200_000);
     }
 

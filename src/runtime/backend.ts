@@ -46,6 +46,9 @@ export interface InitBackendOptions {
 
 type Platform = 'node' | 'browser';
 
+/** The wasmPaths handed to tfjs in this page (undefined: tfjs's default, beside the script). */
+let wasmPathsSet: InitBackendOptions['wasmPaths'];
+
 /** Whether tfjs has started (initialised) this backend; looking it up with tf.findBackend would start it. */
 function started(name: BackendName): boolean {
   return name in tf.engine().registry;
@@ -146,6 +149,9 @@ function checkWasmPaths(value: unknown): InitBackendOptions['wasmPaths'] {
 export async function initBackend(preferred?: BackendName | InitBackendOptions): Promise<BackendName> {
   const options: InitBackendOptions = typeof preferred === 'object' && preferred !== null ? preferred : { backend: preferred as BackendName | undefined };
   if (typeof preferred === 'object' && preferred !== null) {
+    // A Map, an array or a class instance would pass as "an object" and be read as no options.
+    const proto = Object.getPrototypeOf(preferred);
+    if (proto !== Object.prototype && proto !== null) invalid('initBackend', 'options', preferred, 'a plain options object { backend?, wasmPaths? }');
     const unknown = Object.keys(preferred).filter((k) => k !== 'backend' && k !== 'wasmPaths');
     if (unknown.length > 0) invalid('initBackend', 'options', preferred, `an options object { backend?, wasmPaths? } (unknown: ${unknown.join(', ')})`);
   } else if (preferred !== undefined && typeof preferred !== 'string') {
@@ -163,12 +169,20 @@ export async function initBackend(preferred?: BackendName | InitBackendOptions):
   const where = platform();
   // Not tf.findBackend: it starts the backend it looks up, which would fetch the binaries
   // from the old location first.
-  if (wasmPaths !== undefined && where === 'browser' && !started('wasm')) {
-    try {
-      setWasmPaths(wasmPaths);
-    } catch (err) {
-      // tfjs refuses new paths after a failed start: the old ones stay, so say what happened.
-      throw new Error(`initBackend: wasmPaths cannot change after the wasm backend failed to start (${(err as Error).message}); reload the page and call initBackend({ wasmPaths }) first`);
+  if (wasmPaths !== undefined && where === 'browser') {
+    if (started('wasm')) {
+      // Too late for new paths: the binaries are loaded. The same paths again are fine.
+      if (JSON.stringify(wasmPaths) !== JSON.stringify(wasmPathsSet)) {
+        invalid('initBackend', 'wasmPaths', wasmPaths, `the paths wasm started with (${wasmPathsSet === undefined ? 'beside the bundled script' : describe(wasmPathsSet)}): they cannot change once it has started; reload the page`);
+      }
+    } else {
+      try {
+        setWasmPaths(wasmPaths);
+        wasmPathsSet = wasmPaths;
+      } catch (err) {
+        // tfjs refuses new paths after a failed start: the old ones stay, so say what happened.
+        throw new Error(`initBackend: wasmPaths cannot change after the wasm backend failed to start (${(err as Error).message}); reload the page and call initBackend({ wasmPaths }) first`);
+      }
     }
   }
   if (forced !== undefined) {
