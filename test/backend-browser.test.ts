@@ -143,6 +143,11 @@ describe('initBackend in a page', () => {
     expect(o.lossLast!).toBeLessThan(0.5 * o.lossFirst!);
   });
 
+  it('says that the browser cannot start a GPU backend that is imported but unusable (WebGPU without an adapter)', async () => {
+    const o = await open({ gpu: '1', options: JSON.stringify({ backend: 'webgpu' }) });
+    expect(o.error).toBe('initBackend: backend "webgpu" cannot be used (no WebGPU adapter (no usable GPU)); its package is imported, but this browser cannot run it; use "wasm"');
+  });
+
   it('says what to install when a GPU backend is asked for but not imported', async () => {
     const o = await open({ options: JSON.stringify({ backend: 'webgl' }) });
     expect(o.error).toBe(

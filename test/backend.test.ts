@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs-core';
+import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { afterEach, describe, expect, it } from 'vitest';
 import { backendSummary, initBackend } from '../src/index.js';
 
@@ -70,6 +71,19 @@ describe('initBackend', () => {
     expect(tf.getBackend()).toBe(active);
     // In Node the binaries are found beside the package: a valid folder is accepted and unused.
     expect(await initBackend({ backend: 'wasm', wasmPaths: '/nowhere/' })).toBe('wasm');
+  });
+
+  it('tries the native backend first in Node when one is registered (a stand-in here: tfjs-node cannot install on these machines)', async () => {
+    const active = tf.getBackend();
+    tf.registerBackend('tensorflow', () => new MathBackendCPU());
+    try {
+      expect(await initBackend()).toBe('tensorflow');
+      expect(tf.getBackend()).toBe('tensorflow');
+    } finally {
+      await tf.setBackend(active);
+      tf.removeBackend('tensorflow');
+    }
+    expect(tf.findBackendFactory('tensorflow')).toBeNull();
   });
 
   it.runIf(!nativeInstalled)('explains how to install the native backend when it is forced but missing', async () => {

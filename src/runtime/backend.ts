@@ -78,7 +78,7 @@ function hint(name: BackendName, where: Platform, wasmPaths: InitBackendOptions[
     case 'webgl':
     case 'webgpu':
       if (where === 'node') return `"${name}" needs a browser; in Node use "tensorflow" or "wasm"`;
-      if (tf.findBackendFactory(name) !== null) return `this browser could not start it (${name === 'webgl' ? 'no usable WebGL' : 'no usable WebGPU adapter'}); use "wasm"`;
+      if (tf.findBackendFactory(name) !== null) return 'its package is imported, but this browser cannot run it; use "wasm"';
       return `install \`@tensorflow/tfjs-backend-${name}@4.22.0\` and \`import '@tensorflow/tfjs-backend-${name}'\` once before initBackend`;
     case 'wasm': {
       if (where === 'node') return 'reinstall `@tensorflow/tfjs-backend-wasm@4.22.0` (its dist/ holds the .wasm binaries)';
