@@ -8,13 +8,11 @@
  * Shapes: the reference's demo 1 (512 → 2048 → 2048 → 128, batch 32, rank 8, Adam) and a
  * small one (64 → 256 → 256 → 16), the library bundled from src/ with esbuild.
  */
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:http';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { extname, join, resolve, sep } from 'node:path';
-import { chromium } from 'playwright-core';
+import { join, resolve } from 'node:path';
 import { WASM_BINARIES } from '../src/runtime/backend.js';
-import { ensureChromium } from './lib/system.js';
+import { launchChromium, serveFolder } from './lib/browser.js';
 
 const json = process.argv.includes('--json');
 const root = resolve(import.meta.dirname, '..');
@@ -54,18 +52,8 @@ try {
   await build({ entryPoints: [join(dir, 'page.mjs')], bundle: true, format: 'esm', platform: 'browser', target: 'es2022', outfile: join(site, 'page.js'), nodePaths: [join(root, 'node_modules')], logLevel: 'warning' });
   for (const f of WASM_BINARIES) copyFileSync(join(root, 'node_modules', '@tensorflow', 'tfjs-backend-wasm', 'dist', f), join(site, f));
   writeFileSync(join(site, 'index.html'), '<!doctype html><meta charset="utf-8"><script type="module" src="page.js"></script>');
-  const types: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm' };
-  const server = createServer((req, res) => {
-    const file = resolve(site, new URL(req.url ?? '/', 'http://x').pathname.slice(1) || 'index.html');
-    if (!file.startsWith(site + sep) || !statSync(file, { throwIfNoEntry: false })?.isFile()) return void res.writeHead(404).end();
-    res.writeHead(200, { 'content-type': types[extname(file)] ?? 'application/octet-stream' }).end(readFileSync(file));
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as { port: number }).port;
-  const browser = await chromium.launch({
-    executablePath: await ensureChromium((line) => console.error(line)),
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const server = await serveFolder(site);
+  const browser = await launchChromium((line) => console.error(line));
   const rows: { shape: string; backend: string; msPerStep: number; vsWasm: number; renderer: string }[] = [];
   try {
     for (const shape of SHAPES) {
@@ -73,7 +61,7 @@ try {
       for (const backend of BACKENDS) {
         if (backend === 'cpu' && shape.dims[1] > 256) continue; // ~45× wasm on matMul: minutes per step
         const page = await browser.newPage(); // one backend per page: tfjs keeps one engine per page
-        await page.goto(`http://127.0.0.1:${port}/index.html`);
+        await page.goto(`${server.origin}/index.html`);
         await page.waitForFunction(() => 'step' in window);
         const r = (await page.evaluate(([b, d, s]) => (window as unknown as { step: (...a: unknown[]) => Promise<unknown> }).step(b, d, s), [backend, shape.dims, shape.steps] as const)) as { summary: string; msPerStep: number; renderer: string };
         await page.close();
@@ -83,7 +71,7 @@ try {
     }
   } finally {
     await browser.close();
-    server.close();
+    await server.close();
   }
   if (json) console.log(JSON.stringify({ chromium: browser.version(), rows }, null, 2));
   else {

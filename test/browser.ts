@@ -1,13 +1,6 @@
-import { chromium, type Browser, type Page } from 'playwright-core';
-import { ensureChromium } from '../scripts/lib/system.js';
+import type { Browser, Page } from 'playwright-core';
 
-/** Debian's Chromium, headless, with its background network traffic switched off. */
-export async function launchChromium(): Promise<Browser> {
-  return chromium.launch({
-    executablePath: await ensureChromium((line) => console.log(line)),
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-}
+export { launchChromium } from '../scripts/lib/browser.js';
 
 /**
  * A page whose requests outside `origin` are blocked (and listed), with its uncaught errors
