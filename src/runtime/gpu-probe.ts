@@ -2,8 +2,8 @@
  * Whether a page's GPU backend would run on a real GPU. Browsers without one (headless
  * Chromium, VMs, blocklisted drivers) still offer WebGL through a software rasterizer, and
  * there tfjs's webgl backend is far slower than wasm: `npm run bench:browser` (headless
- * Chromium 156, SwiftShader) ran the LoRA step 3.9× (64→256→256→16) to 14.6× (demo-1,
- * 512→2048→2048→128: 1,426 ms against 98 ms) slower on webgl than on wasm. So
+ * Chromium 156, SwiftShader) ran the LoRA step 3.9–7.7× (64→256→256→16) and 9.2–14.6×
+ * (demo-1, 512→2048→2048→128: 476 ms against 52 ms on a quiet machine) slower on webgl. So
  * the automatic choice skips a software GPU; asking for the backend by name still gets it.
  */
 
