@@ -5,7 +5,7 @@
 //   dist/esm/  ES modules + .d.ts (Node's import and bundlers; tree-shakable)
 // and links the checkout into its own node_modules, so notebooks import it by package name.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, lstatSync, mkdirSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, lstatSync, mkdirSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -23,6 +23,7 @@ try {
   execFileSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json'), '--outDir', join(next, 'cjs')], { stdio: 'inherit' });
   execFileSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.esm.json'), '--outDir', join(next, 'esm')], { stdio: 'inherit' });
   await writeRegistrations(next);
+  copyWorkerEntry(next);
   chainedOpTypes(next);
   esmModuleUrl(next);
   nodeImportWrappers(next);
@@ -99,9 +100,19 @@ function nodeImportWrappers(out) {
   }
 }
 
-/** The ES module build's notebook/module-url.js learns its own URL (see that file). */
+/**
+ * The pthread worker entry of the threaded wasm build (src/runtime/wasm-pthread-worker.cjs) is
+ * plain CommonJS that Node's worker_threads runs as a file, so tsc does not touch it: copy it
+ * beside the compiled runtime/ of each build.
+ */
+function copyWorkerEntry(out) {
+  const name = 'wasm-pthread-worker.cjs';
+  for (const dir of ['cjs', 'esm']) copyFileSync(join(root, 'src', 'runtime', name), join(out, dir, 'runtime', name));
+}
+
+/** The ES module build's util/module-url.js learns its own URL (see that file). */
 function esmModuleUrl(out) {
-  const file = join(out, 'esm', 'notebook', 'module-url.js');
+  const file = join(out, 'esm', 'util', 'module-url.js');
   const text = readFileSync(file, 'utf8');
   const marker = 'const MODULE_URL = undefined;';
   if (!text.includes(marker)) throw new Error(`build: ${file} no longer holds "${marker}"`);

@@ -45,11 +45,11 @@ describe('initBackend', () => {
     process.env.LORA_BACKEND = 'gpu';
     await expect(initBackend()).rejects.toThrow('initBackend: LORA_BACKEND = "gpu" is invalid');
     await expect(initBackend({ backend: 'gpu' as never })).rejects.toThrow('initBackend: backend = "gpu" is invalid');
-    await expect(initBackend({ backnd: 'wasm' } as never)).rejects.toThrow('initBackend: options = { backnd: "wasm" } is invalid; expected an options object { backend?, wasmPaths? } (unknown: backnd)');
+    await expect(initBackend({ backnd: 'wasm' } as never)).rejects.toThrow('initBackend: options = { backnd: "wasm" } is invalid; expected an options object { backend?, wasmPaths?, threads? } (unknown: backnd)');
     await expect(initBackend(3 as never)).rejects.toThrow('initBackend: preferred = 3 is invalid; expected a backend name');
     // Objects that are not plain options are refused, not read as "no options".
     for (const odd of [[], new Map([['backend', 'cpu']]), new Date(0), Object.create({ backend: 'cpu' })]) {
-      await expect(initBackend(odd as never)).rejects.toThrow(/^initBackend: options = .* is invalid; expected a plain options object \{ backend\?, wasmPaths\? \}$/);
+      await expect(initBackend(odd as never)).rejects.toThrow(/^initBackend: options = .* is invalid; expected a plain options object \{ backend\?, wasmPaths\?, threads\? \}$/);
     }
     expect(await initBackend(Object.assign(Object.create(null), { backend: 'cpu' }))).toBe('cpu');
   });

@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { Rng } from '../util/random.js';
-import { moduleFile } from './module-url.js';
+import { moduleFile } from '../util/module-url.js';
 import { checkInteger, checkOneOf, describe, invalid } from '../util/validate.js';
 
 /**

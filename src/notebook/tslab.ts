@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { moduleFile } from './module-url.js';
+import { moduleFile } from '../util/module-url.js';
 
 /**
  * What lora-tfjs needs from the running tslab kernel, in one place because it reaches into

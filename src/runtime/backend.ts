@@ -2,14 +2,17 @@ import * as tf from '@tensorflow/tfjs-core';
 // Gradients and chained ops, which tfjs-core alone does not register (see scripts/build.mjs).
 import '#tfjs-registrations';
 import '@tensorflow/tfjs-backend-cpu';
-import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { setThreadsCount, setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { checkOneOf, describe, invalid } from '../util/validate.js';
 import { warn } from '../util/warnings.js';
 import { isSoftwareRenderer, webglRenderer, webgpuProblem } from './gpu-probe.js';
 import { registerWasmTrainingKernels } from './wasm-kernels.js';
+import { WASM_THREADS_ENV, checkWasmThreads, installWasmThreads, requestWasmThreads, runningWasmThreads, wasmThreadsFromEnv, wasmThreadsState } from './wasm-threads.js';
 
 // The wasm backend lacks the gradients of gather and conv2d (filter); supply them on import.
 registerWasmTrainingKernels();
+// In Node, wasm starts tfjs's threaded build, one thread per core (see wasm-threads.ts).
+installWasmThreads();
 
 /** The TensorFlow.js backends lora-tfjs can run on. */
 export const BACKENDS = ['tensorflow', 'webgpu', 'webgl', 'wasm', 'cpu'] as const;
@@ -42,6 +45,12 @@ export interface InitBackendOptions {
    * bundled script. Takes effect only before wasm first starts. Node finds them itself.
    */
   wasmPaths?: string | Readonly<Record<WasmBinary, string>>;
+  /**
+   * XNNPACK threads for wasm (else `LORA_WASM_THREADS`, else every core, at most 8). In Node
+   * lora-tfjs starts tfjs's threaded build itself; in a page tfjs uses threads only when the
+   * page is cross-origin isolated. Takes effect only before wasm first starts.
+   */
+  threads?: number;
 }
 
 type Platform = 'node' | 'browser';
@@ -151,11 +160,11 @@ export async function initBackend(preferred?: BackendName | InitBackendOptions):
   if (typeof preferred === 'object' && preferred !== null) {
     // A Map, an array or a class instance would pass as "an object" and be read as no options.
     const proto = Object.getPrototypeOf(preferred);
-    if (proto !== Object.prototype && proto !== null) invalid('initBackend', 'options', preferred, 'a plain options object { backend?, wasmPaths? }');
-    const unknown = Object.keys(preferred).filter((k) => k !== 'backend' && k !== 'wasmPaths');
-    if (unknown.length > 0) invalid('initBackend', 'options', preferred, `an options object { backend?, wasmPaths? } (unknown: ${unknown.join(', ')})`);
+    if (proto !== Object.prototype && proto !== null) invalid('initBackend', 'options', preferred, 'a plain options object { backend?, wasmPaths?, threads? }');
+    const unknown = Object.keys(preferred).filter((k) => k !== 'backend' && k !== 'wasmPaths' && k !== 'threads');
+    if (unknown.length > 0) invalid('initBackend', 'options', preferred, `an options object { backend?, wasmPaths?, threads? } (unknown: ${unknown.join(', ')})`);
   } else if (preferred !== undefined && typeof preferred !== 'string') {
-    invalid('initBackend', 'preferred', preferred, `a backend name (one of ${BACKENDS.map((b) => JSON.stringify(b)).join(', ')}) or an options object { backend?, wasmPaths? }`);
+    invalid('initBackend', 'preferred', preferred, `a backend name (one of ${BACKENDS.map((b) => JSON.stringify(b)).join(', ')}) or an options object { backend?, wasmPaths?, threads? }`);
   }
   const fromEnv = typeof process !== 'undefined' ? process.env?.LORA_BACKEND : undefined;
   const argument = typeof preferred === 'object' && preferred !== null ? 'backend' : 'preferred';
@@ -166,7 +175,22 @@ export async function initBackend(preferred?: BackendName | InitBackendOptions):
         ? checkOneOf('initBackend', 'LORA_BACKEND', fromEnv, BACKENDS)
         : undefined;
   const wasmPaths = checkWasmPaths(options.wasmPaths);
+  const threads = options.threads === undefined ? undefined : checkWasmThreads('initBackend', 'threads', options.threads);
   const where = platform();
+  if (where === 'node') wasmThreadsFromEnv(); // a bad LORA_WASM_THREADS fails here, before anything starts
+  if (threads !== undefined) {
+    if (started('wasm')) {
+      const running = runningWasmThreads();
+      if (Math.min(threads, 8) !== running) {
+        const why = wasmThreadsState()?.fallback;
+        invalid('initBackend', 'threads', threads, `the ${running} thread${running === 1 ? '' : 's'} wasm started with${why ? ` (the threaded build did not start: ${why})` : ''}: the count is fixed once wasm has started; set it in the process's first initBackend call, or with ${WASM_THREADS_ENV}`);
+      }
+    } else if (where === 'node') {
+      requestWasmThreads(threads);
+    } else {
+      setThreadsCount(threads);
+    }
+  }
   // Not tf.findBackend: it starts the backend it looks up, which would fetch the binaries
   // from the old location first.
   if (wasmPaths !== undefined && where === 'browser') {
@@ -212,11 +236,11 @@ export async function initBackend(preferred?: BackendName | InitBackendOptions):
   throw new Error(`initBackend: no backend could be initialised (${failures.join('; ')}); ${hint('wasm', where, wasmPaths)}`);
 }
 
-/** The active backend's name, with wasm's SIMD/thread flags, e.g. `wasm (SIMD, 1 thread)`. */
+/** The active backend's name, with wasm's SIMD flag and thread count, e.g. `wasm (SIMD, 2 threads)`. */
 export function backendSummary(): string {
   const name = tf.getBackend();
   if (name !== 'wasm') return name;
   const simd = tf.env().getBool('WASM_HAS_SIMD_SUPPORT');
-  const threads = tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT');
-  return `wasm (${simd ? 'SIMD' : 'no SIMD'}, ${threads ? 'multi-threaded' : '1 thread'})`;
+  const threads = runningWasmThreads();
+  return `wasm (${simd ? 'SIMD' : 'no SIMD'}, ${threads} thread${threads === 1 ? '' : 's'})`;
 }

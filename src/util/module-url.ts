@@ -1,6 +1,7 @@
 /**
- * The file of this module, so that the notebook helpers can find packages installed beside
- * lora-tfjs (plotly.js) and the checkout's data whatever the working folder. CommonJS has
+ * The file of this module, so that lora-tfjs can find the files of packages installed beside
+ * it (plotly.js, the wasm backend's threaded build), its own pthread worker script and the
+ * checkout's data, whatever the working folder. CommonJS has
  * `__filename`; in the ES module build, scripts/build.mjs replaces `undefined` below with
  * `import.meta.url` (which the CommonJS build cannot contain). Null when run from src/ by a
  * tool that provides neither (then callers fall back to the working folder).
