@@ -1,10 +1,15 @@
 #!/usr/bin/env -S npx tsx
 /**
- * `npm run bench [-- --json] [-- --quick] [-- --layers | --layers-only]`: speed and memory of
- * LoRA training on the active backend, in one process so that ratios are comparable. Prints
- * tables (or JSON).
+ * `npm run bench [-- --json] [-- --quick] [-- --layers | --layers-only] [-- --peers]
+ * [-- --threads-only] [-- --threads=1,2]`: speed and memory of LoRA training on the active
+ * backend, in one process so that ratios are comparable. Prints tables (or JSON).
  *
  * Shape: the reference's demo 1, 512 → 2048 → 2048 → 128, batch 32, rank 8, Adam.
+ *
+ * On wasm in Node, section 0 first times matMul and the LoRA step at 1, 2, … n threads
+ * (wasm restarted for each count; scripts/lib/bench-threads.ts); `--peers` adds PyTorch and
+ * Keras 3 (`enable_lora`) at the same counts, from the project venv (or LORA_PEER_PYTHON).
+ * `--threads-only` runs just that section. The other sections then run at the default count.
  *
  * `--layers` adds the tfjs Layers-model sections (7, 8: `addLoRA` + `trainOnBatch` against
  * `LoRAMLP` and plain tfjs full fine-tuning, and a small CNN); `--layers-only` runs just
@@ -28,11 +33,18 @@ import {
   type GradientPath,
   type Model,
 } from '../src/index.js';
+import * as wasmBackend from '@tensorflow/tfjs-backend-wasm';
+import { checkWasmThreads, restartWasm } from '../src/runtime/wasm-threads.js';
+import { defaultWasmThreads, logicalCores } from '../src/runtime/wasm-threads-node.js';
+import { machineLine, peerMatMulRows, stepSpeedUp, threadRows, threadScaling } from './lib/bench-threads.js';
 
 const json = process.argv.includes('--json');
 const quick = process.argv.includes('--quick');
 const layersOnly = process.argv.includes('--layers-only');
 const withLayers = layersOnly || process.argv.includes('--layers');
+const withPeers = process.argv.includes('--peers');
+const threadsOnly = process.argv.includes('--threads-only');
+const threadsArg = process.argv.find((a) => a.startsWith('--threads='));
 const RUNS = quick ? 5 : 15;
 const DIMS = [512, 2048, 2048, 128];
 const BATCH = 32;
@@ -190,9 +202,35 @@ async function main(): Promise<void> {
   const backend = await initBackend();
   const results: Record<string, unknown> = { backend: backendSummary(), node: process.version, dims: DIMS, batch: BATCH, rank: RANK };
   say(`lora-tfjs benchmark — backend: ${backendSummary()}, Node ${process.version}, ${DIMS.join('→')}, batch ${BATCH}, rank ${RANK}, median of ${RUNS} runs`);
+  if (backend === 'wasm' && !layersOnly) await threadSection(results);
+  if (threadsOnly) {
+    if (json) console.log(JSON.stringify(results, null, 2));
+    return;
+  }
   if (!layersOnly) await mlpSections(backend, results);
   if (withLayers) await layersSections(backend, results);
   if (json) console.log(JSON.stringify(results, null, 2));
+}
+
+/** Section 0: matMul and the LoRA step at each thread count (and the peers with --peers). */
+async function threadSection(results: Record<string, unknown>): Promise<void> {
+  const running = wasmBackend.getThreadsCount();
+  const most = Math.max(running, defaultWasmThreads());
+  const counts = threadsArg !== undefined ? threadsArg.slice('--threads='.length).split(',').map((c) => checkWasmThreads('bench', '--threads', c, true)) : Array.from({ length: most }, (_, i) => i + 1);
+  const passes = quick ? 4 : 10;
+  const samples = await threadScaling(counts, passes, quick ? 4 : 6, withPeers, say);
+  const rows = threadRows(samples);
+  const peerNote = Object.entries(samples.peers).map(([k, v]) => `${k} ${v}`).join('; ');
+  table(`0. threads: wasm restarted per count; ${passes} passes in alternating order (${machineLine()}; ${logicalCores()} logical cores)${peerNote ? `; peers: ${peerNote}` : ''}`, rows);
+  if (Object.keys(samples.layerMatMul).length > 1) table('0b. the [32,2048]·[2048,2048] matMul (the demo\'s layer 2) per implementation', peerMatMulRows(samples));
+  for (const why of samples.skipped) say(`(skipped: ${why})`);
+  if (counts.includes(1) && counts.includes(2)) {
+    const speedUp = stepSpeedUp(samples, 1, 2);
+    table('0c. target (the median of the per-pass ratios)', [{ target: 'LoRA step at 2 threads ≥ 1.6× faster than at 1', measured: speedUp, limit: 1.6, result: speedUp >= 1.6 ? 'PASS' : 'FAIL' }]);
+  }
+  results.threads = { counts, summaries: samples.summaries, peers: samples.peers, rows, skipped: samples.skipped };
+  // The other sections run at the count wasm started with.
+  await restartWasm(running);
 }
 
 /** Sections 1–6: `LoRAMLP` / `MLP` (the library's own models). */

@@ -32,7 +32,7 @@ import { buildDemo } from './lib/demo.js';
 import { type DocEntry, docStatus, notebookInfo, pageFile, renderHtml, writeSite } from './lib/docs.js';
 import { type GoldenCheck, compareWithGolden, formatDrifts, goldenSummary, readGolden, updatedGolden, writeGolden } from './lib/goldens.js';
 import { type NotebookResult, runNotebook } from './lib/notebook-run.js';
-import { ensureJupyter, ensureKernelSpec, kernelEnv } from './lib/system.js';
+import { ensureJupyter, ensureKernelSpec, kernelEnv, wasmThreadsPerJob } from './lib/system.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -128,9 +128,13 @@ async function main(): Promise<number> {
   const log = (line: string) => console.log(`run-notebooks: ${line}`);
   const jupyter = await ensureJupyter(root, log);
   await ensureKernelSpec(root);
-  const env = { ...kernelEnv(root), PYTHONUNBUFFERED: '1' };
+  // Kernels side by side share the cores: each gets its share of wasm threads (unless
+  // LORA_WASM_THREADS says otherwise), as two kernels of 2 threads on 2 cores ran the notebooks
+  // 2.2x slower than two of 1 thread (see README, Threads).
+  const threads = process.env.LORA_WASM_THREADS || String(wasmThreadsPerJob(availableParallelism(), Math.min(args.jobs, args.notebooks.length)));
+  const env = { ...kernelEnv(root), PYTHONUNBUFFERED: '1', LORA_WASM_THREADS: threads };
   mkdirSync(tmp, { recursive: true });
-  log(`${args.notebooks.length} notebook(s), ${args.jobs} at a time, per-cell timeout ${args.timeout} s, jupyter: ${jupyter}`);
+  log(`${args.notebooks.length} notebook(s), ${args.jobs} at a time, ${threads} wasm thread(s) each, per-cell timeout ${args.timeout} s, jupyter: ${jupyter}`);
 
   try {
     const started = performance.now();

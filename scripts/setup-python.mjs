@@ -1,7 +1,9 @@
 #!/usr/bin/env node
-// `npm run setup:python`: the project-local Python (.venv) for the tests and for `npm run lab`:
-// torch, peft and safetensors for the PEFT interop tests; JupyterLab, nbconvert and plotly (whose
-// JupyterLab extension draws Plotly's JSON) for the notebooks, the docs and the JupyterLab test.
+// `npm run setup:python [-- --peers]`: the project-local Python (.venv) for the tests and for
+// `npm run lab`: torch, peft and safetensors for the PEFT interop tests; JupyterLab, nbconvert and
+// plotly (whose JupyterLab extension draws Plotly's JSON) for the notebooks, the docs and the
+// JupyterLab test. `--peers` adds tensorflow-cpu and keras (~600 MB), which only
+// `npm run bench -- --peers` uses (the Keras 3 `enable_lora` column); CI does not install them.
 // The library and the notebooks never need it; the test suite does, and fails (never skips)
 // without it. Uses the package indexes pip is configured with as *the* index, so pip does not
 // spend minutes retrying an unreachable public index.
@@ -13,10 +15,12 @@ import { fileURLToPath } from 'node:url';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const venv = join(root, '.venv');
 const python = join(venv, 'bin', 'python');
-const PACKAGES = ['torch>=2.4', 'peft==0.21.0', 'safetensors>=0.4', 'jupyterlab>=4.4,<5', 'nbconvert>=7.16', 'nbclient>=0.10', 'plotly>=6'];
+const peers = process.argv.includes('--peers');
+const PACKAGES = ['torch>=2.4', 'peft==0.21.0', 'safetensors>=0.4', 'jupyterlab>=4.4,<5', 'nbconvert>=7.16', 'nbclient>=0.10', 'plotly>=6', ...(peers ? ['tensorflow-cpu>=2.16', 'keras>=3.6'] : [])];
 const CHECK =
-  'import torch, peft, safetensors, jupyterlab, nbconvert, nbclient, plotly; ' +
-  'print("torch", torch.__version__, "peft", peft.__version__, "safetensors", safetensors.__version__, "jupyterlab", jupyterlab.__version__, "nbconvert", nbconvert.__version__, "plotly", plotly.__version__)';
+  `import torch, peft, safetensors, jupyterlab, nbconvert, nbclient, plotly${peers ? ', tensorflow, keras' : ''}; ` +
+  'print("torch", torch.__version__, "peft", peft.__version__, "safetensors", safetensors.__version__, "jupyterlab", jupyterlab.__version__, "nbconvert", nbconvert.__version__, "plotly", plotly.__version__' +
+  `${peers ? ', "tensorflow", tensorflow.__version__, "keras", keras.__version__' : ''})`;
 
 const run = (cmd, args, opts = {}) => spawnSync(cmd, args, { encoding: 'utf8', ...opts });
 const fail = (message) => {

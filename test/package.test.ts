@@ -1,5 +1,5 @@
 import { copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { execa } from 'execa';
@@ -19,6 +19,9 @@ import { serveFolder } from './docs-site.js';
 
 /** `export * from 'lora-tfjs'`, minified for the browser (measured ~951 KB / 259 KB gzip). */
 const BUNDLE_BUDGET = { minified: 1_050_000, gzip: 290_000 };
+/** What backendSummary() says in a fresh app's Node here: one wasm thread per core (at most 8). */
+const WASM_THREADS = Math.min(availableParallelism(), 8);
+const WASM_SUMMARY = `wasm (SIMD, ${WASM_THREADS} thread${WASM_THREADS === 1 ? '' : 's'})`;
 
 const root = join(import.meta.dirname, '..');
 /** Set to keep the temporary folder (the packed tarball, the app, its scripts and outputs) for a look after the run. */
@@ -43,7 +46,8 @@ async function phase<T>(name: string, fn: () => Promise<T> | T): Promise<T> {
 function childEnv(extra: Record<string, string> = {}): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
-    if (v === undefined || /^npm_/i.test(k) || k === 'LORA_BACKEND' || k === 'LORA_PLOTLY' || k === 'NODE_OPTIONS') continue;
+    // A fresh app's defaults: no lora-tfjs setting of this checkout's run (vitest shares the wasm threads among its files).
+    if (v === undefined || /^npm_/i.test(k) || k === 'LORA_BACKEND' || k === 'LORA_PLOTLY' || k === 'LORA_WASM_THREADS' || k === 'NODE_OPTIONS') continue;
     env[k] = v;
   }
   return { ...env, NO_UPDATE_NOTIFIER: '1', ...extra };
@@ -425,7 +429,7 @@ describe('the published package in a fresh project', () => {
     const required = ['package.json', 'README.md', 'LICENSE', 'dist/cjs/index.mjs', 'dist/cjs/node/index.mjs', 'dist/cjs/notebook/index.mjs'];
     for (const build of ['cjs', 'esm']) {
       for (const entry of ['index', 'node/index', 'notebook/index']) required.push(`dist/${build}/${entry}.js`, `dist/${build}/${entry}.d.ts`);
-      required.push(`dist/${build}/package.json`, `dist/${build}/runtime/tfjs-registrations.node.cjs`, `dist/${build}/runtime/tfjs-registrations.browser.mjs`);
+      required.push(`dist/${build}/package.json`, `dist/${build}/runtime/tfjs-registrations.node.cjs`, `dist/${build}/runtime/tfjs-registrations.browser.mjs`, `dist/${build}/runtime/wasm-pthread-worker.cjs`);
     }
     expect(required.filter((f) => !files.includes(f)), 'missing from the tarball').toEqual([]);
     expect(files.filter((f) => !f.startsWith('dist/') && !['package.json', 'README.md', 'LICENSE'].includes(f)), 'outside dist/').toEqual([]);
@@ -463,7 +467,8 @@ describe('the published package in a fresh project', () => {
     const r = resultLine(stdout, 'check.mjs');
     log(`ESM: ${r.summary}, LoRAMLP loss ${r.mlp.first.toFixed(4)} -> ${r.mlp.last.toFixed(4)} (${r.mlp.msPerStep.toFixed(1)} ms/step), Layers loss ${r.layers.first.toFixed(4)} -> ${r.layers.last.toFixed(4)}`);
     expect(r.backend).toBe('wasm');
-    expect(r.summary.startsWith('wasm (')).toBe(true);
+    // The threaded build starts from the installed package (its worker entry finds tfjs there).
+    expect(r.summary).toBe(WASM_SUMMARY);
     expect(r.mlp.steps).toBe(60);
     expect(r.mlp.last).toBeLessThan(r.mlp.first / 2);
     expect(r.loadedName).toBe('default');
@@ -499,7 +504,8 @@ describe('the published package in a fresh project', () => {
     // The same hook sees lora-tfjs/node's built-ins: the empty list above is not an accident of the hook.
     expect(r.nodeBuiltins).toContain('dist/cjs/node/safe-files.js -> node:fs');
     expect(r.backend).toBe('wasm');
-    expect(r.summary.startsWith('wasm (')).toBe(true);
+    // The threaded build starts from the installed package (its worker entry finds tfjs there).
+    expect(r.summary).toBe(WASM_SUMMARY);
     expect(r.mlp.last).toBeLessThan(r.mlp.first / 2);
     expect(r.loadedPredictions).toEqual({ count: 64 * 8, maxDiff: 0 });
     expect(r.roundTrip).toEqual({ bytes: expect.any(Number), sameWeights: true, sameConfig: true, fileIsSerialized: true, configFileIsSerialized: true, predictionsMaxDiff: 0 });
@@ -547,7 +553,7 @@ describe('the published package in a fresh project', () => {
     expect(outputs.flat().filter((o) => o.output_type === 'error' || (o.output_type === 'stream' && o.name === 'stderr')).map(text), 'error outputs').toEqual([]);
 
     const printed = outputs.map((cell) => cell.filter((o) => o.output_type === 'stream').map(text).join(''));
-    expect(printed[0]).toMatch(/^backend: wasm \(/);
+    expect(printed[0]).toBe(`backend: ${WASM_SUMMARY}`);
     const values = JSON.parse(printed[1]) as { first: number; last: number; steps: number; squares: number[]; weightsBytes: number; plotlyPath: string };
     log(`notebook: ${printed[0].trim()}, loss ${values.first.toFixed(4)} -> ${values.last.toFixed(4)}`);
     expect(values.steps).toBe(30);
@@ -631,7 +637,8 @@ describe('the published package in a fresh project', () => {
         expect({ blocked: page.blocked, pageErrors: page.pageErrors, consoleErrors: page.consoleErrors, notFound: page.notFound }).toEqual({ blocked: [], pageErrors: [], consoleErrors: [], notFound: [] });
         expect(r.backend).toBe(backend);
         expect(r.active).toBe(backend);
-        if (backend === 'wasm') expect(r.summary.startsWith('wasm (')).toBe(true);
+        if (backend === 'wasm') // The threaded build starts from the installed package (its worker entry finds tfjs there).
+    expect(r.summary).toBe(WASM_SUMMARY);
         expect(r.last).toBeLessThan(r.first / 2);
         expect({ sameWeights: r.sameWeights, sameConfig: r.sameConfig, predictions: r.predictions, maxDiff: r.maxDiff }).toEqual({ sameWeights: true, sameConfig: true, predictions: 64 * 8, maxDiff: 0 });
         expect(r.bytes).toBeGreaterThan(1000);

@@ -9,10 +9,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LoRAMLP, backendSummary, initBackend } from '../src/index.js';
 import { restartWasm, wasmThreadsState } from '../src/runtime/wasm-threads.js';
 import { MAX_WASM_THREADS, TFJS_WASM_VERSION, defaultWasmThreads, threadedWasmFiles } from '../src/runtime/wasm-threads-node.js';
+import { fileFromStack } from '../src/util/module-url.js';
 
 const ROOT = resolve(__dirname, '..');
 const BUILT = join(ROOT, 'dist', 'cjs', 'index.js');
 const CORES = defaultWasmThreads();
+/** The count this process starts with: vitest shares the cores among its files (vitest.config.ts). */
+const STARTED = Math.min(Number(process.env.LORA_WASM_THREADS || CORES), MAX_WASM_THREADS);
+const summaryOf = (n: number) => `wasm (SIMD, ${n} thread${n === 1 ? '' : 's'})`;
 
 interface Run {
   code: number | null;
@@ -26,7 +30,9 @@ interface Run {
 function runScript(source: string, env: Record<string, string> = {}, nodeArgs: string[] = [], timeoutMs = 60_000): Promise<Run> {
   const t0 = performance.now();
   return new Promise((done) => {
-    execFile(process.execPath, [...nodeArgs, '-e', source], { cwd: ROOT, env: { ...process.env, ...env }, timeout: timeoutMs, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
+    const base = { ...process.env };
+    delete base.LORA_WASM_THREADS; // a plain script's defaults, unless the test sets it
+    execFile(process.execPath, [...nodeArgs, '-e', source], { cwd: ROOT, env: { ...base, ...env }, timeout: timeoutMs, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
       const e = err as (NodeJS.ErrnoException & { code?: number | string; signal?: string }) | null;
       done({ code: e === null ? 0 : typeof e.code === 'number' ? e.code : null, signal: e?.signal ?? null, stdout, stderr, ms: performance.now() - t0 });
     });
@@ -92,11 +98,15 @@ describe('threaded wasm in this (vitest) process', () => {
     await initBackend('wasm');
   });
 
-  it('starts one thread per core, and says so', () => {
+  it('starts the count asked for (LORA_WASM_THREADS, else one per core), and says so', async () => {
     expect(tf.getBackend()).toBe('wasm');
+    expect(wasmThreadsState()).toEqual({ threads: STARTED, threaded: STARTED > 1, fallback: null });
+    expect(wasmBackend.getThreadsCount()).toBe(STARTED);
+    expect(backendSummary()).toBe(summaryOf(STARTED));
+    // Every core, in this vitest process too.
+    await restartWasm(CORES);
     expect(wasmThreadsState()).toEqual({ threads: CORES, threaded: CORES > 1, fallback: null });
-    expect(wasmBackend.getThreadsCount()).toBe(CORES);
-    expect(backendSummary()).toBe(`wasm (SIMD, ${CORES} thread${CORES === 1 ? '' : 's'})`);
+    expect(backendSummary()).toBe(summaryOf(CORES));
   });
 
   it('refuses a bad or late thread count, naming it', async () => {
@@ -145,8 +155,8 @@ describe('threaded wasm in this (vitest) process', () => {
     };
     const before = tf.memory().numTensors;
     const runs: Array<{ threads: number; work: ReturnType<typeof workload>; trained: ReturnType<typeof train> }> = [];
-    for (const threads of [CORES, 1, 3]) {
-      if (threads !== CORES) await restartWasm(threads);
+    for (const threads of [2, 1, 3]) {
+      await restartWasm(threads);
       expect(wasmBackend.getThreadsCount()).toBe(threads);
       runs.push({ threads, work: workload(), trained: train() });
       expect(tf.memory().numTensors).toBe(before);
@@ -177,13 +187,37 @@ describe('threaded wasm in a plain script (the built package)', () => {
     expect(run.signal, `killed: the process did not end by itself\n${run.stderr}`).toBeNull();
     expect(run.code, run.stderr).toBe(0);
     const out = JSON.parse(run.stdout.trim().split('\n').at(-1)!);
-    expect(out.summary).toBe(`wasm (SIMD, ${CORES} thread${CORES === 1 ? '' : 's'})`);
+    expect(out.summary).toBe(summaryOf(CORES));
     expect(run.stderr).toBe('');
     // One thread (the stock build) gives the same loss, bit for bit.
     const one = await runScript(TRAIN, { LORA_WASM_THREADS: '1' });
     expect(one.code, one.stderr).toBe(0);
     const outOne = JSON.parse(one.stdout.trim().split('\n').at(-1)!);
     expect(outOne).toEqual({ summary: 'wasm (SIMD, 1 thread)', loss: out.loss });
+  });
+
+  it('starts threaded from the TypeScript sources under tsx too (as npm run bench does)', async () => {
+    // An ES module without __filename or a build-time URL: lora-tfjs finds its files from the stack.
+    const tsx = join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs');
+    const source = `import { initBackend, backendSummary } from ${JSON.stringify(join(ROOT, 'src', 'index.ts'))}; await initBackend('wasm'); console.log(backendSummary());`;
+    const run = await new Promise<Run>((done) => {
+      const t0 = performance.now();
+      const env = { ...process.env, LORA_WASM_THREADS: '2' };
+      execFile(process.execPath, [tsx, '--input-type=module', '-e', source], { cwd: ROOT, env, timeout: 60_000, killSignal: 'SIGKILL' }, (err, stdout, stderr) =>
+        done({ code: err === null ? 0 : 1, signal: (err as { signal?: string } | null)?.signal ?? null, stdout, stderr, ms: performance.now() - t0 }),
+      );
+    });
+    expect(run.signal, run.stderr).toBeNull();
+    expect(run.stderr).toBe('');
+    expect(run.stdout.trim()).toBe('wasm (SIMD, 2 threads)');
+  });
+
+  it('reads a module\'s file from a V8 stack frame', () => {
+    expect(fileFromStack('Error\n    at moduleFile (file:///work/a%20b/src/util/module-url.ts:14:10)\n    at x (file:///other.js:1:1)')).toBe('/work/a b/src/util/module-url.ts');
+    expect(fileFromStack('Error\n    at /work/dist/cjs/util/module-url.js:20:5')).toBe('/work/dist/cjs/util/module-url.js');
+    expect(fileFromStack('Error\n    at moduleFile (node:internal/x:1:1)')).toBeNull();
+    expect(fileFromStack(undefined)).toBeNull();
+    expect(fileFromStack('no frames')).toBeNull();
   });
 
   it('caps LORA_WASM_THREADS at tfjs\'s pool of 8, with a warning', async () => {

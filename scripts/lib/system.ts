@@ -82,6 +82,14 @@ export async function ensureChromium(log: Log): Promise<string> {
   throw new Error(`Chromium was not found at ${path}. Install it: sudo apt-get install -y chromium`);
 }
 
+/**
+ * The wasm threads each of `jobs` processes running side by side gets on `cores` cores: its
+ * share, at least 1 (more threads than cores, across processes, make each slower than one).
+ */
+export function wasmThreadsPerJob(cores: number, jobs: number): number {
+  return Math.max(1, Math.floor(cores / Math.max(1, jobs)));
+}
+
 /** Environment that makes Jupyter find the project-local tslab kernelspec. */
 export function kernelEnv(root: string): Record<string, string> {
   const jupyterPath = join(root, '.jupyter', 'share', 'jupyter');

@@ -152,4 +152,7 @@ export async function restartWasm(threads: number): Promise<void> {
   }
   shared.requested = threads;
   if (!(await tf.setBackend('wasm'))) throw new Error(`restartWasm: wasm did not start with ${threads} threads`);
+  // A fallback to one thread (warned) must not pass for the count asked for in a measurement.
+  const running = runningWasmThreads();
+  if (running !== Math.min(threads, 8)) throw new Error(`restartWasm: wasm runs ${running} thread${running === 1 ? '' : 's'}, not ${threads} (${shared.state?.fallback ?? 'no reason recorded'})`);
 }
