@@ -97,21 +97,18 @@ export interface ThreadSamples {
   layerMatMul: Record<string, Record<number, number[]>>;
   /** A 1024³ product on wasm, ms (lora-tfjs only). */
   squareMatMul: Record<number, number[]>;
+  /** The step of a small model (64 → 256 → 256 → 16, rank 4), ms (lora-tfjs only). */
+  smallStep: Record<number, number[]>;
   summaries: Record<number, string>;
   peers: Record<string, string>;
   skipped: string[];
 }
 
-/** Time our step and matMuls at `threads` (wasm restarted), `steps` samples each. */
-async function ours(threads: number, steps: number, samples: ThreadSamples): Promise<void> {
-  await restartWasm(threads);
-  samples.summaries[threads] = backendSummary();
-  const model = new LoRAMLP(DIMS, { rank: 8, alpha: 16, baseInit: 'kaiming', seed: 1 });
-  const x = tf.randomNormal([BATCH, DIMS[0]], 0, 1, 'float32', 2) as tf.Tensor2D;
-  const y = tf.randomNormal([BATCH, DIMS.at(-1)!], 0, 1, 'float32', 3) as tf.Tensor2D;
-  const a = tf.randomNormal([BATCH, 2048], 0, 1, 'float32', 4) as tf.Tensor2D;
-  const b = tf.randomNormal([2048, 2048], 0, 1, 'float32', 5) as tf.Tensor2D;
-  const sq = tf.randomNormal([1024, 1024], 0, 1, 'float32', 6) as tf.Tensor2D;
+/** A seeded LoRAMLP with its Adam step on a fixed minibatch (batch 32), and what frees it all. */
+function loraStep(dims: number[], rank: number, seed: number): { step: () => Promise<void>; dispose: () => void } {
+  const model = new LoRAMLP(dims, { rank, alpha: 2 * rank, baseInit: 'kaiming', seed });
+  const x = tf.randomNormal([BATCH, dims[0]], 0, 1, 'float32', seed + 1) as tf.Tensor2D;
+  const y = tf.randomNormal([BATCH, dims.at(-1)!], 0, 1, 'float32', seed + 2) as tf.Tensor2D;
   const optimizer = tf.train.adam(1e-3);
   const variables = model.trainableVariables();
   const step = async () => {
@@ -119,30 +116,46 @@ async function ours(threads: number, steps: number, samples: ThreadSamples): Pro
     await loss.data();
     loss.dispose();
   };
+  return { step, dispose: () => (optimizer.dispose(), model.dispose(), tf.dispose([x, y])) };
+}
+
+/** Each run's time (ms) of `n` runs of fn, after 3 untimed ones. */
+async function timeEach(fn: () => Promise<void>, n: number): Promise<number[]> {
+  for (let i = 0; i < 3; i++) await fn();
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await fn();
+    out.push(performance.now() - t);
+  }
+  return out;
+}
+
+/** Time our step and matMuls at `threads` (wasm restarted), `steps` samples each. */
+async function ours(threads: number, steps: number, samples: ThreadSamples): Promise<void> {
+  await restartWasm(threads);
+  samples.summaries[threads] = backendSummary();
+  const add = (table: Record<string, Record<number, number[]>>, ms: number[]) => ((table['lora-tfjs'] ??= {})[threads] ??= []).push(...ms);
+  const demo = loraStep(DIMS, 8, 1);
+  const stepMs = await timeEach(demo.step, steps);
+  demo.dispose();
+  add(samples.step, stepMs);
+  add(samples.passStep, [median(stepMs)]);
+  const a = tf.randomNormal([BATCH, 2048], 0, 1, 'float32', 4) as tf.Tensor2D;
+  const b = tf.randomNormal([2048, 2048], 0, 1, 'float32', 5) as tf.Tensor2D;
+  const sq = tf.randomNormal([1024, 1024], 0, 1, 'float32', 6) as tf.Tensor2D;
   const product = (p: tf.Tensor2D, q: tf.Tensor2D) => async () => {
     const out = tf.matMul(p, q);
     await out.data();
     out.dispose();
   };
-  const timeEach = async (fn: () => Promise<void>, n: number) => {
-    for (let i = 0; i < 3; i++) await fn();
-    const out: number[] = [];
-    for (let i = 0; i < n; i++) {
-      const t = performance.now();
-      await fn();
-      out.push(performance.now() - t);
-    }
-    return out;
-  };
-  const add = (table: Record<string, Record<number, number[]>>, impl: string, ms: number[]) => ((table[impl] ??= {})[threads] ??= []).push(...ms);
-  const stepMs = await timeEach(step, steps);
-  add(samples.step, 'lora-tfjs', stepMs);
-  add(samples.passStep, 'lora-tfjs', [median(stepMs)]);
-  add(samples.layerMatMul, 'lora-tfjs', await timeEach(product(a, b), steps));
+  add(samples.layerMatMul, await timeEach(product(a, b), steps));
   (samples.squareMatMul[threads] ??= []).push(...(await timeEach(product(sq, sq), Math.max(3, steps >> 1))));
-  optimizer.dispose();
-  model.dispose();
-  tf.dispose([x, y, a, b, sq]);
+  tf.dispose([a, b, sq]);
+  // A small model: per-kernel work too small to split, so threads only add their hand-offs.
+  const small = loraStep([64, 256, 256, 16], 4, 7);
+  (samples.smallStep[threads] ??= []).push(...(await timeEach(small.step, steps * 4)));
+  small.dispose();
 }
 
 /**
@@ -151,7 +164,7 @@ async function ours(threads: number, steps: number, samples: ThreadSamples): Pro
  * installed) join each pass at the same counts.
  */
 export async function threadScaling(counts: readonly number[], passes: number, steps: number, withPeers: boolean, say: (line?: string) => void): Promise<ThreadSamples> {
-  const samples: ThreadSamples = { counts: [...counts], step: {}, passStep: {}, layerMatMul: {}, squareMatMul: {}, summaries: {}, peers: {}, skipped: [] };
+  const samples: ThreadSamples = { counts: [...counts], step: {}, passStep: {}, layerMatMul: {}, squareMatMul: {}, smallStep: {}, summaries: {}, peers: {}, skipped: [] };
   const peers: Peer[] = [];
   try {
     if (withPeers) {
@@ -215,6 +228,7 @@ export function threadRows(s: ThreadSamples): ThreadRow[] {
       'layer [32,2048]·[2048,2048] GFLOP/s': (2 * 32 * 2048 * 2048) / (median(s.layerMatMul['lora-tfjs'][t]) * 1e6),
       'LoRA step ms': median(s.step['lora-tfjs'][t]),
       [`speed-up vs ${first} (p25–p75)`]: t === first ? '1' : `${speedUp.median.toFixed(2)} (${speedUp.spread})`,
+      'small model step ms': median(s.smallStep[t]),
     };
     for (const p of peers) {
       const vs = pairedRatio(ours[t], s.passStep[p][t]);
