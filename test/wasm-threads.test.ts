@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as wasmBackend from '@tensorflow/tfjs-backend-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LoRAMLP, backendSummary, initBackend } from '../src/index.js';
-import { restartWasm, wasmThreadsState } from '../src/runtime/wasm-threads.js';
+import { resetWasm, restartWasm, wasmThreadsState } from '../src/runtime/wasm-threads.js';
 import { MAX_WASM_THREADS, TFJS_WASM_VERSION, defaultWasmThreads, threadedWasmFiles } from '../src/runtime/wasm-threads-node.js';
 import { fileFromStack } from '../src/util/module-url.js';
 
@@ -126,6 +126,22 @@ describe('threaded wasm in this (vitest) process', () => {
     expect(tf.getBackend()).toBe('wasm');
   });
 
+  it('waits for a start already under way, then checks the count against it', async () => {
+    resetWasm(2);
+    const pending = tf.setBackend('wasm'); // not awaited: initBackend finds the start under way
+    await expect(initBackend({ backend: 'wasm', threads: 3 })).rejects.toThrow('initBackend: threads = 3 is invalid; expected the 2 threads wasm started with');
+    expect(await pending).toBe(true);
+    expect(await initBackend({ backend: 'wasm', threads: 2 })).toBe('wasm');
+    expect(backendSummary()).toBe(summaryOf(2));
+  });
+
+  it('refuses to restart wasm while tensors live on it (they would be lost)', async () => {
+    const t = tf.ones([2, 2]);
+    await expect(restartWasm(1)).rejects.toThrow('restartWasm: 1 tensor still on wasm would be lost; dispose it first');
+    expect(Array.from(t.dataSync())).toEqual([1, 1, 1, 1]);
+    t.dispose();
+  });
+
   it('gives the same numbers on 1, 2 and 3 threads (matMul, conv2d, LoRA training)', async () => {
     /** A fixed workload, read back to plain arrays (wasm restarts in between). */
     const workload = () =>
@@ -221,9 +237,17 @@ describe('threaded wasm in a plain script (the built package)', () => {
   });
 
   it('caps LORA_WASM_THREADS at tfjs\'s pool of 8, with a warning', async () => {
-    const run = await runScript(`const lora = require(${JSON.stringify(BUILT)}); lora.initBackend().then(() => console.log(JSON.stringify({ summary: lora.backendSummary() })));`, { LORA_WASM_THREADS: '12' });
+    const source = `const lora = require(${JSON.stringify(BUILT)});
+lora.initBackend().then(async () => {
+  await lora.initBackend({ threads: 12 }); // the same request, capped alike: fine
+  const late = await lora.initBackend({ threads: 7 }).then(() => 'accepted', (e) => e.message);
+  console.log(JSON.stringify({ summary: lora.backendSummary(), late }));
+});`;
+    const run = await runScript(source, { LORA_WASM_THREADS: ' 12 ' });
     expect(run.code, run.stderr).toBe(0);
-    expect(JSON.parse(run.stdout.trim().split('\n').at(-1)!).summary).toBe(`wasm (SIMD, ${MAX_WASM_THREADS} threads)`);
+    const out = JSON.parse(run.stdout.trim().split('\n').at(-1)!);
+    expect(out.summary).toBe(`wasm (SIMD, ${MAX_WASM_THREADS} threads)`);
+    expect(out.late).toBe(`initBackend: threads = 7 is invalid; expected the ${MAX_WASM_THREADS} threads wasm started with: the count is fixed once wasm has started; set it in the process's first initBackend call, or with LORA_WASM_THREADS before wasm starts`);
     expect(run.stderr).toContain(`lora-tfjs: 12 wasm threads asked for; tfjs's pool has ${MAX_WASM_THREADS}, so wasm uses ${MAX_WASM_THREADS}`);
   });
 
@@ -238,6 +262,55 @@ describe('threaded wasm in a plain script (the built package)', () => {
     expect(run.stderr).toContain('lora-tfjs: wasm runs on 1 thread instead of 2: the threaded build did not start (');
     expect(run.stderr).toContain('workers are off in this test');
     expect(run.stderr).toContain('set LORA_WASM_THREADS=1 to skip trying');
+    // A measurement that asks for 2 threads must not get 1 in silence.
+    const restart = `require(${JSON.stringify(join(ROOT, 'dist', 'cjs', 'runtime', 'wasm-threads.js'))}).restartWasm(2).then(() => console.log('restarted'), (e) => console.log(e.message));`;
+    const again = await runScript(restart, {}, ['--require', preload]);
+    expect(again.stdout.trim()).toBe('restartWasm: wasm runs 1 thread, not 2 (workers are off in this test)');
+  });
+
+  it('falls back when a pthread fails after it started (an error event, not a throw), and the process lives', async () => {
+    const preload = join(dir, 'broken-entry.cjs');
+    writeFileSync(preload, `const wt = require('node:worker_threads');\nconst W = wt.Worker;\nwt.Worker = class extends W { constructor() { super('throw new Error("worker entry broke")', { eval: true }); } };\n`);
+    const run = await runScript(TRAIN, { LORA_WASM_THREADS: '2' }, ['--require', preload]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(JSON.parse(run.stdout.trim().split('\n').at(-1)!).summary).toBe('wasm (SIMD, 1 thread)');
+    expect(run.stderr).toContain('the threaded build did not start (a pthread worker failed (worker entry broke))');
+  });
+
+  it('ends a script that throws after the start with its own error (exit 1), not the glue\'s', async () => {
+    const run = await runScript(`const lora = require(${JSON.stringify(BUILT)}); lora.initBackend().then(() => { throw new Error('the user code failed'); });`);
+    expect(run.signal).toBeNull();
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain('Error: the user code failed');
+    // The glue's rethrowing handler would print its whole minified source (55 KB) and exit with 7.
+    expect(run.stderr.length).toBeLessThan(2000);
+  });
+
+  it('works with the sources and the build loaded in one process (two copies of lora-tfjs)', async () => {
+    const tsx = join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs');
+    const file = join(dir, 'two-copies.mts');
+    writeFileSync(file, `import { createRequire } from 'node:module';
+import * as src from ${JSON.stringify(join(ROOT, 'src', 'index.ts'))};
+const built = createRequire(import.meta.url)(${JSON.stringify(BUILT)});
+await built.initBackend('wasm');
+await src.initBackend('wasm');
+const m = new src.LoRAMLP([8, 16, 4], { rank: 2, seed: 1 });
+const y = m.predict(src.tf.ones([2, 8]));
+console.log(JSON.stringify({ src: src.backendSummary(), built: built.backendSummary(), sum: y.sum().dataSync()[0] }));
+`);
+    for (const threads of ['1', '2']) {
+      const run = await new Promise<Run>((done) => {
+        const t0 = performance.now();
+        execFile(process.execPath, [tsx, file], { cwd: ROOT, env: { ...process.env, LORA_WASM_THREADS: threads }, timeout: 60_000, killSignal: 'SIGKILL' }, (err, stdout, stderr) =>
+          done({ code: err === null ? 0 : 1, signal: (err as { signal?: string } | null)?.signal ?? null, stdout, stderr, ms: performance.now() - t0 }),
+        );
+      });
+      expect(run.signal, `${threads} thread(s): the process hung\n${run.stderr}`).toBeNull();
+      expect(run.code, run.stderr).toBe(0);
+      const out = JSON.parse(run.stdout.trim().split('\n').at(-1)!);
+      expect([out.src, out.built]).toEqual([summaryOf(Number(threads)), summaryOf(Number(threads))]);
+      expect(Number.isFinite(out.sum)).toBe(true);
+    }
   });
 
   it('gives up on pthreads that never report back, stops them, and the process still ends', async () => {

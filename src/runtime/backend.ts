@@ -179,17 +179,9 @@ export async function initBackend(preferred?: BackendName | InitBackendOptions):
   const where = platform();
   if (where === 'node') wasmThreadsFromEnv(); // a bad LORA_WASM_THREADS fails here, before anything starts
   if (threads !== undefined) {
-    if (started('wasm')) {
-      const running = runningWasmThreads();
-      if (Math.min(threads, 8) !== running) {
-        const why = wasmThreadsState()?.fallback;
-        invalid('initBackend', 'threads', threads, `the ${running} thread${running === 1 ? '' : 's'} wasm started with${why ? ` (the threaded build did not start: ${why})` : ''}: the count is fixed once wasm has started; set it in the process's first initBackend call, or with ${WASM_THREADS_ENV}`);
-      }
-    } else if (where === 'node') {
-      requestWasmThreads(threads);
-    } else {
-      setThreadsCount(threads);
-    }
+    if (started('wasm')) checkRunningThreads(threads);
+    else if (where === 'node') requestWasmThreads(threads);
+    else setThreadsCount(threads);
   }
   // Not tf.findBackend: it starts the backend it looks up, which would fetch the binaries
   // from the old location first.
@@ -210,11 +202,15 @@ export async function initBackend(preferred?: BackendName | InitBackendOptions):
     }
   }
   if (forced !== undefined) {
-    if (tf.getBackend() === forced) return forced;
-    const failure = await tryBackend(forced, where, false);
-    if (failure !== null) {
-      throw new Error(`initBackend: backend "${forced}" cannot be used (${failure}); ${hint(forced, where, wasmPaths)}`);
+    if (tf.getBackend() === forced) {
+      await tf.ready(); // a start already under way (tf.setBackend not awaited) finishes first
+    } else {
+      const failure = await tryBackend(forced, where, false);
+      if (failure !== null) {
+        throw new Error(`initBackend: backend "${forced}" cannot be used (${failure}); ${hint(forced, where, wasmPaths)}`);
+      }
     }
+    if (forced === 'wasm' && threads !== undefined && where === 'node') checkRunningThreads(threads);
     return forced;
   }
   const failures: string[] = [];
@@ -229,11 +225,23 @@ export async function initBackend(preferred?: BackendName | InitBackendOptions):
       for (const skipped of failures.filter((f) => /^web(gl|gpu): /.test(f) && !f.includes('is registered'))) {
         warn(`initBackend: ${skipped.replace(': ', ' skipped: ')}; using ${name}`);
       }
+      if (name === 'wasm' && threads !== undefined && where === 'node') checkRunningThreads(threads);
       return name;
     }
     failures.push(`${name}: ${failure}`);
   }
   throw new Error(`initBackend: no backend could be initialised (${failures.join('; ')}); ${hint('wasm', where, wasmPaths)}`);
+}
+
+/**
+ * Refuse a thread count other than the one wasm runs (it is fixed at the start). A start that
+ * fell back to one thread has already warned why, so it passes.
+ */
+function checkRunningThreads(threads: number): void {
+  const running = runningWasmThreads();
+  const state = wasmThreadsState();
+  if (Math.min(threads, 8) === running || (state?.fallback ?? null) !== null) return;
+  invalid('initBackend', 'threads', threads, `the ${running} thread${running === 1 ? '' : 's'} wasm started with: the count is fixed once wasm has started; set it in the process's first initBackend call, or with ${WASM_THREADS_ENV} before wasm starts`);
 }
 
 /** The active backend's name, with wasm's SIMD flag and thread count, e.g. `wasm (SIMD, 2 threads)`. */

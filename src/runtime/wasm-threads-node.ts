@@ -24,7 +24,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
-import type { Worker } from 'node:worker_threads';
+import { Worker, type WorkerOptions } from 'node:worker_threads';
 import { BackendWasm, setThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import { moduleFile } from '../util/module-url.js';
 
@@ -139,6 +139,7 @@ export async function startThreadedWasm(threads: number, timeoutMs: number): Pro
   const bytes = readFileSync(files.binary);
 
   let config: ModuleConfig | null = null;
+  let starting = true;
   const started = new Promise<ThreadedModule>((resolve, reject) => {
     config = {
       mainScriptUrlOrBlob: files.glue,
@@ -161,9 +162,11 @@ export async function startThreadedWasm(threads: number, timeoutMs: number): Pro
     const events = ['uncaughtException', 'unhandledRejection'];
     const emitter = process as unknown as EventEmitter;
     const before = events.map((event) => emitter.listeners(event));
+    const restoreWorker = swapGlobalWorker(pthreadWorkerClass(() => starting, reject));
     try {
       (factory as Factory)(config).then(resolve, reject);
     } finally {
+      restoreWorker();
       events.forEach((event, i) => {
         for (const listener of emitter.listeners(event)) {
           if (!before[i].includes(listener)) emitter.removeListener(event, listener as (...args: unknown[]) => void);
@@ -178,6 +181,7 @@ export async function startThreadedWasm(threads: number, timeoutMs: number): Pro
   let mod: ThreadedModule;
   try {
     mod = await Promise.race([started, timeout]);
+    starting = false;
   } catch (err) {
     terminate(config);
     throw err;
@@ -206,6 +210,56 @@ export async function startThreadedWasm(threads: number, timeoutMs: number): Pro
     terminate(mod);
     throw err;
   }
+}
+
+/**
+ * The Worker class the glue's pthreads are made with while the module starts:
+ *  - without `--input-type` in the workers' flags (inherited from `node --input-type=module -e`,
+ *    it makes Node refuse a file entry);
+ *  - a worker error during the start rejects the start (the glue's own handler rethrows it from
+ *    an event listener, which would end the process instead of falling back to one thread);
+ *    after the start, errors go to the glue's handler as before.
+ */
+function pthreadWorkerClass(starting: () => boolean, fail: (err: Error) => void): typeof Worker {
+  const execArgv = process.execArgv.filter((arg, i, all) => !arg.startsWith('--input-type') && all[i - 1] !== '--input-type');
+  return class PthreadWorker extends Worker {
+    constructor(file: string | URL, options?: WorkerOptions) {
+      super(file, { ...options, execArgv });
+      let glueOnError: ((e: unknown) => void) | undefined;
+      Object.defineProperty(this, 'onerror', {
+        configurable: true,
+        get: () => (e: unknown) => {
+          if (starting()) fail(new Error(`a pthread worker failed (${String((e as Error)?.message ?? e).split('\n')[0]})`));
+          else glueOnError?.(e);
+        },
+        set: (fn: (e: unknown) => void) => {
+          glueOnError = fn;
+        },
+      });
+    }
+  };
+}
+
+/**
+ * While the factory runs (it makes all 8 pool workers then), `Worker` in the glue is `replacement`:
+ * the glue assigns `global.Worker = worker_threads.Worker` and then calls `new Worker(file)`.
+ * Afterwards `global.Worker` is what the glue meant it to be (tfjs's own start leaves it so too).
+ */
+function swapGlobalWorker(replacement: typeof Worker): () => void {
+  const g = globalThis as Record<string, unknown>;
+  const previous = Object.getOwnPropertyDescriptor(g, 'Worker');
+  let assigned: unknown = previous?.value;
+  Object.defineProperty(g, 'Worker', {
+    configurable: true,
+    get: () => replacement,
+    set: (value: unknown) => {
+      assigned = value;
+    },
+  });
+  return () => {
+    if (previous !== undefined && !('value' in previous)) Object.defineProperty(g, 'Worker', previous);
+    else Object.defineProperty(g, 'Worker', { configurable: true, writable: true, enumerable: false, value: assigned ?? Worker });
+  };
 }
 
 function terminate(mod: { PThread?: PThreadPool } | null): void {

@@ -60,10 +60,10 @@ export function checkWasmThreads(where: string, name: string, value: unknown, te
 }
 
 /** The count `LORA_WASM_THREADS` asks for, or undefined when it is unset or empty. */
-export function wasmThreadsFromEnv(): number | undefined {
+export function wasmThreadsFromEnv(where = 'initBackend'): number | undefined {
   const raw = typeof process !== 'undefined' ? process.env?.[WASM_THREADS_ENV] : undefined;
   if (raw === undefined || raw.trim() === '') return undefined;
-  return checkWasmThreads('initBackend', WASM_THREADS_ENV, raw, true);
+  return checkWasmThreads(where, WASM_THREADS_ENV, raw, true);
 }
 
 /** Install the threaded factory (Node, wasm not started yet). Idempotent across copies. */
@@ -101,14 +101,16 @@ export function runningWasmThreads(): number {
 async function threadedFactory(): Promise<tf.KernelBackend> {
   const shared = globalSlot[SHARED];
   if (shared === undefined) throw new Error('lora-tfjs: the wasm thread state is missing');
+  // Read before the first await: a start under way keeps the count it began with.
+  const requested = shared.requested;
   let wanted: number | undefined;
   let fallback: string | null = null;
   try {
-    const env = wasmThreadsFromEnv();
+    const env = wasmThreadsFromEnv('the wasm backend');
     // A variable specifier: bundlers leave the Node-only file out of a page's bundle.
     const spec = './wasm-threads-node.js';
     const node = (await import(/* webpackIgnore: true */ /* @vite-ignore */ spec)) as typeof NodeThreads;
-    wanted = shared.requested ?? env ?? node.defaultWasmThreads();
+    wanted = requested ?? env ?? node.defaultWasmThreads();
     if (wanted > node.MAX_WASM_THREADS) {
       warn(`lora-tfjs: ${wanted} wasm threads asked for; tfjs's pool has ${node.MAX_WASM_THREADS}, so wasm uses ${node.MAX_WASM_THREADS}`);
       wanted = node.MAX_WASM_THREADS;
@@ -137,22 +139,34 @@ async function stock(shared: Shared, state: WasmThreadsState): Promise<tf.Kernel
 }
 
 /**
- * Stop the wasm backend and start it again with `threads` (for the benchmark and the tests,
- * which compare thread counts in one process). Every tensor on wasm is lost: dispose them first.
+ * Stop the wasm backend (if it runs) and register lora-tfjs's factory afresh, asking for
+ * `threads`; the next `tf.setBackend('wasm')` starts it. Every tensor on wasm would be lost, so
+ * live ones are refused. For {@link restartWasm} and the tests.
  */
-export async function restartWasm(threads: number): Promise<void> {
+export function resetWasm(threads: number): void {
   checkWasmThreads('restartWasm', 'threads', threads);
   if (!isNode()) throw new Error('restartWasm: Node only');
   installWasmThreads();
   const shared = globalSlot[SHARED];
   if (shared === undefined) throw new Error('restartWasm: the wasm backend is not lora-tfjs\'s (it started before lora-tfjs was imported)');
   if ('wasm' in tf.engine().registry) {
+    const live = (tf.engine().registry.wasm as unknown as { numDataIds(): number }).numDataIds();
+    if (live > 0) throw new Error(`restartWasm: ${live} tensor${live === 1 ? '' : 's'} still on wasm would be lost; dispose ${live === 1 ? 'it' : 'them'} first`);
     tf.removeBackend('wasm'); // disposes the backend, which terminates its pthreads
-    tf.registerBackend('wasm', threadedFactory, 2);
   }
+  if (tf.findBackendFactory('wasm') === null) tf.registerBackend('wasm', threadedFactory, 2);
   shared.requested = threads;
+}
+
+/**
+ * Stop the wasm backend and start it again with `threads` (for the benchmark and the tests,
+ * which compare thread counts in one process). Tensors on wasm must be disposed first.
+ */
+export async function restartWasm(threads: number): Promise<void> {
+  resetWasm(threads);
   if (!(await tf.setBackend('wasm'))) throw new Error(`restartWasm: wasm did not start with ${threads} threads`);
   // A fallback to one thread (warned) must not pass for the count asked for in a measurement.
   const running = runningWasmThreads();
-  if (running !== Math.min(threads, 8)) throw new Error(`restartWasm: wasm runs ${running} thread${running === 1 ? '' : 's'}, not ${threads} (${shared.state?.fallback ?? 'no reason recorded'})`);
+  const shared = globalSlot[SHARED];
+  if (running !== Math.min(threads, 8)) throw new Error(`restartWasm: wasm runs ${running} thread${running === 1 ? '' : 's'}, not ${threads} (${shared?.state?.fallback ?? 'no reason recorded'})`);
 }

@@ -1,3 +1,5 @@
+import { fileURLToPath } from 'node:url';
+
 /**
  * The file of this module, so that lora-tfjs can find the files of packages installed beside
  * it (plotly.js, the wasm backend's threaded build), its own pthread worker script and the
@@ -12,7 +14,7 @@ const MODULE_URL: string | undefined = undefined;
 /** This module's file path, or null. */
 export function moduleFile(): string | null {
   if (typeof __filename === 'string') return __filename;
-  if (MODULE_URL !== undefined) return decodeURIComponent(new URL(MODULE_URL).pathname);
+  if (MODULE_URL !== undefined) return fileURLToPath(MODULE_URL);
   return fileFromStack(new Error().stack);
 }
 
@@ -22,6 +24,6 @@ export function fileFromStack(stack: string | undefined): string | null {
   const match = frame === undefined ? null : (/\((.+?):\d+:\d+\)$/.exec(frame) ?? /^\s+at (.+?):\d+:\d+$/.exec(frame));
   if (match === null) return null;
   const location = match[1];
-  if (location.startsWith('file://')) return decodeURIComponent(new URL(location).pathname);
+  if (location.startsWith('file://')) return fileURLToPath(location);
   return location.startsWith('/') || /^[A-Za-z]:[\\/]/.test(location) ? location : null;
 }
