@@ -34,7 +34,7 @@ import {
   type Model,
 } from '../src/index.js';
 import * as wasmBackend from '@tensorflow/tfjs-backend-wasm';
-import { checkWasmThreads, restartWasm } from '../src/runtime/wasm-threads.js';
+import { MAX_WASM_THREADS, checkWasmThreads, restartWasm } from '../src/runtime/wasm-threads.js';
 import { defaultWasmThreads, logicalCores } from '../src/runtime/wasm-threads-node.js';
 import { machineLine, peerMatMulRows, stepSpeedUp, threadRows, threadScaling } from './lib/bench-threads.js';
 
@@ -216,7 +216,7 @@ async function main(): Promise<void> {
 async function threadSection(results: Record<string, unknown>): Promise<void> {
   const running = wasmBackend.getThreadsCount();
   const most = Math.max(running, defaultWasmThreads());
-  const counts = threadsArg !== undefined ? threadsArg.slice('--threads='.length).split(',').map((c) => { const n = checkWasmThreads('bench', '--threads', c, true); if (n > 8) throw new Error(`bench: --threads = ${n} is invalid; tfjs's wasm pool has at most 8 threads`); return n; }) : Array.from({ length: most }, (_, i) => i + 1);
+  const counts = threadsArg !== undefined ? threadsArg.slice('--threads='.length).split(',').map((c) => { const n = checkWasmThreads('bench', '--threads', c, true); if (n > MAX_WASM_THREADS) throw new Error(`bench: --threads = ${n} is invalid; tfjs's wasm pool has at most ${MAX_WASM_THREADS} threads`); return n; }) : Array.from({ length: most }, (_, i) => i + 1);
   const passes = quick ? 4 : 10;
   const samples = await threadScaling(counts, passes, quick ? 4 : 6, withPeers, say);
   const rows = threadRows(samples);

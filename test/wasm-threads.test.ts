@@ -7,8 +7,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as wasmBackend from '@tensorflow/tfjs-backend-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LoRAMLP, backendSummary, initBackend } from '../src/index.js';
-import { resetWasm, restartWasm, wasmThreadsState } from '../src/runtime/wasm-threads.js';
-import { MAX_WASM_THREADS, TFJS_WASM_VERSION, defaultWasmThreads, threadedWasmFiles } from '../src/runtime/wasm-threads-node.js';
+import { MAX_WASM_THREADS, resetWasm, restartWasm, wasmThreadsState } from '../src/runtime/wasm-threads.js';
+import { TFJS_WASM_VERSION, defaultWasmThreads, threadedWasmFiles } from '../src/runtime/wasm-threads-node.js';
 import { fileFromStack } from '../src/util/module-url.js';
 
 const ROOT = resolve(__dirname, '..');

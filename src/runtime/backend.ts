@@ -7,7 +7,7 @@ import { checkOneOf, describe, invalid } from '../util/validate.js';
 import { warn } from '../util/warnings.js';
 import { isSoftwareRenderer, webglRenderer, webgpuProblem } from './gpu-probe.js';
 import { registerWasmTrainingKernels } from './wasm-kernels.js';
-import { WASM_THREADS_ENV, checkWasmThreads, installWasmThreads, requestWasmThreads, runningWasmThreads, wasmThreadsFromEnv, wasmThreadsState } from './wasm-threads.js';
+import { MAX_WASM_THREADS, WASM_THREADS_ENV, checkWasmThreads, installWasmThreads, requestWasmThreads, runningWasmThreads, wasmThreadsFromEnv, wasmThreadsState } from './wasm-threads.js';
 
 // The wasm backend lacks the gradients of gather and conv2d (filter); supply them on import.
 registerWasmTrainingKernels();
@@ -240,7 +240,7 @@ export async function initBackend(preferred?: BackendName | InitBackendOptions):
 function checkRunningThreads(threads: number): void {
   const running = runningWasmThreads();
   const state = wasmThreadsState();
-  if (Math.min(threads, 8) === running || (state?.fallback ?? null) !== null) return;
+  if (Math.min(threads, MAX_WASM_THREADS) === running || (state?.fallback ?? null) !== null) return;
   invalid('initBackend', 'threads', threads, `the ${running} thread${running === 1 ? '' : 's'} wasm started with: the count is fixed once wasm has started; set it in the process's first initBackend call, or with ${WASM_THREADS_ENV} before wasm starts`);
 }
 

@@ -27,12 +27,11 @@ import { dirname, join } from 'node:path';
 import { Worker, type WorkerOptions } from 'node:worker_threads';
 import { BackendWasm, setThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import { moduleFile } from '../util/module-url.js';
+import { MAX_WASM_THREADS } from './wasm-threads.js';
 
 /** The one tfjs-backend-wasm version whose internals this file was written against. */
 export const TFJS_WASM_VERSION = '4.22.0';
 
-/** tfjs's C side pre-starts 8 pthread workers and never uses more (backend.cc, max_num_threads). */
-export const MAX_WASM_THREADS = 8;
 
 /** The files of `@tensorflow/tfjs-backend-wasm` this start uses, relative to the package. */
 export const THREADED_FILES = {

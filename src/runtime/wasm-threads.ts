@@ -18,6 +18,9 @@ import type * as NodeThreads from './wasm-threads-node.js';
 /** The environment variable that sets the wasm thread count in Node (`LORA_WASM_THREADS=2`). */
 export const WASM_THREADS_ENV = 'LORA_WASM_THREADS';
 
+/** tfjs's C side pre-starts 8 pthread workers and never uses more (backend.cc, max_num_threads). */
+export const MAX_WASM_THREADS = 8;
+
 /** Long enough for 8 workers to compile the binary on a loaded machine (quiet: ~0.3 s). */
 const START_TIMEOUT_MS = 30_000;
 
@@ -111,9 +114,9 @@ async function threadedFactory(): Promise<tf.KernelBackend> {
     const spec = './wasm-threads-node.js';
     const node = (await import(/* webpackIgnore: true */ /* @vite-ignore */ spec)) as typeof NodeThreads;
     wanted = requested ?? env ?? node.defaultWasmThreads();
-    if (wanted > node.MAX_WASM_THREADS) {
-      warn(`lora-tfjs: ${wanted} wasm threads asked for; tfjs's pool has ${node.MAX_WASM_THREADS}, so wasm uses ${node.MAX_WASM_THREADS}`);
-      wanted = node.MAX_WASM_THREADS;
+    if (wanted > MAX_WASM_THREADS) {
+      warn(`lora-tfjs: ${wanted} wasm threads asked for; tfjs's pool has ${MAX_WASM_THREADS}, so wasm uses ${MAX_WASM_THREADS}`);
+      wanted = MAX_WASM_THREADS;
     }
     if (wanted > 1) {
       // tfjs's own start evaluates both flags; backendSummary reads SIMD synchronously later.
@@ -168,5 +171,5 @@ export async function restartWasm(threads: number): Promise<void> {
   // A fallback to one thread (warned) must not pass for the count asked for in a measurement.
   const running = runningWasmThreads();
   const shared = globalSlot[SHARED];
-  if (running !== Math.min(threads, 8)) throw new Error(`restartWasm: wasm runs ${running} thread${running === 1 ? '' : 's'}, not ${threads} (${shared?.state?.fallback ?? 'no reason recorded'})`);
+  if (running !== Math.min(threads, MAX_WASM_THREADS)) throw new Error(`restartWasm: wasm runs ${running} thread${running === 1 ? '' : 's'}, not ${threads} (${shared?.state?.fallback ?? 'no reason recorded'})`);
 }
